@@ -1,0 +1,25 @@
+//! The `masv-key-rotator` binary: parse the command line and hand over to the library.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use masv_key_rotator::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    runtime
+        .block_on(masv_key_rotator::app::run(cli, shutdown))
+        .into()
+}
