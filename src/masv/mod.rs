@@ -1,0 +1,13 @@
+//! Everything that speaks MASV: wire types, timestamps, the HTTP client.
+
+pub mod client;
+pub mod error;
+pub mod retry;
+pub mod time;
+pub mod types;
+
+pub use client::{ClientStats, LoginInfo, MasvClient, MasvSettings, RetryPolicy};
+pub use error::MasvError;
+pub use types::{
+    ApiKey, AuthResponse, CreatedApiKey, KeyAction, KeyState, NewApiKey, UpdateApiKey,
+};
