@@ -1,0 +1,24 @@
+//! Errors of the state database.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open {}: {reason}", path.display())]
+    Open { path: PathBuf, reason: String },
+    #[error("cannot migrate the database schema: {source}")]
+    Migrate {
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database error while trying to {op}: {source}")]
+    Query {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("conflict: {what}")]
+    Conflict { what: String },
+    #[error("the database holds something unexpected: {reason}")]
+    Corrupt { reason: String },
+}
