@@ -1,0 +1,147 @@
+//! The sweep loop behind `run`: a cron schedule feeding one sweep at a time.
+//!
+//! tokio-cron-scheduler fires ticks; a tick that arrives while a sweep is still
+//! running is skipped (and counted), so sweeps never overlap however slow MASV
+//! is. Shutdown cancels the token: the engine finishes the step in flight, leaves
+//! the rest for the next start, and the loop returns.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::engine::ports::{KeyApi, SecretStore};
+use crate::engine::{Engine, SweepMode, SweepReport};
+
+/// What the loop did, for tests and the final log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LoopStats {
+    pub sweeps: u64,
+    pub skipped_ticks: u64,
+    /// The most sweeps ever running at once (1 means they never overlapped).
+    pub max_concurrent: u64,
+}
+
+/// Errors that stop the loop from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("schedule.cron {cron:?}: {reason}")]
+    Schedule { cron: String, reason: String },
+}
+
+/// What the loop calls besides sweeping.
+pub struct LoopHooks<'a> {
+    /// After each sweep (metrics, sd_notify STATUS, alerts).
+    pub on_sweep: &'a mut (dyn FnMut(&SweepReport) + Send),
+    /// While idle between sweeps, every `idle_every` (the systemd watchdog).
+    pub on_idle: &'a (dyn Fn() + Send + Sync),
+    pub idle_every: Duration,
+}
+
+/// Runs sweeps on `cron` until `shutdown` is cancelled.
+pub async fn sweep_loop<K, S>(
+    engine: &Engine<K, S>,
+    cron: &str,
+    shutdown: CancellationToken,
+    hooks: LoopHooks<'_>,
+) -> Result<LoopStats, DaemonError>
+where
+    K: KeyApi,
+    S: SecretStore,
+{
+    let LoopHooks {
+        on_sweep,
+        on_idle,
+        idle_every,
+    } = hooks;
+    let schedule_err = |e: tokio_cron_scheduler::JobSchedulerError| DaemonError::Schedule {
+        cron: cron.to_string(),
+        reason: e.to_string(),
+    };
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let sweeping = Arc::new(AtomicBool::new(false));
+    let skipped = Arc::new(AtomicU64::new(0));
+    let job = {
+        let sweeping = sweeping.clone();
+        let skipped = skipped.clone();
+        Job::new_async(cron, move |_, _| {
+            let tx = tx.clone();
+            let sweeping = sweeping.clone();
+            let skipped = skipped.clone();
+            Box::pin(async move {
+                if sweeping.load(Ordering::SeqCst) || tx.try_send(()).is_err() {
+                    skipped.fetch_add(1, Ordering::SeqCst);
+                    warn!("schedule tick skipped: the previous sweep is still running");
+                }
+            })
+        })
+        .map_err(schedule_err)?
+    };
+    let mut scheduler = JobScheduler::new().await.map_err(schedule_err)?;
+    scheduler.add(job).await.map_err(schedule_err)?;
+    scheduler.start().await.map_err(schedule_err)?;
+
+    let mut stats = LoopStats::default();
+    let running = AtomicU64::new(0);
+    // Sweep once at start: unfinished rotations resume without waiting for a tick.
+    let mut first = true;
+    let mut idle = tokio::time::interval(idle_every);
+    idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if !first {
+            let mut ticked = false;
+            while !ticked {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = idle.tick() => on_idle(),
+                    tick = rx.recv() => {
+                        if tick.is_none() { break }
+                        ticked = true;
+                    }
+                }
+            }
+            if !ticked {
+                break;
+            }
+        }
+        first = false;
+        if shutdown.is_cancelled() {
+            break;
+        }
+        sweeping.store(true, Ordering::SeqCst);
+        let now_running = running.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.max_concurrent = stats.max_concurrent.max(now_running);
+        let result = engine.sweep(&SweepMode::Apply).await;
+        running.fetch_sub(1, Ordering::SeqCst);
+        // Drop a tick that queued while we swept: it would be an overlap in disguise.
+        while rx.try_recv().is_ok() {
+            skipped.fetch_add(1, Ordering::SeqCst);
+        }
+        sweeping.store(false, Ordering::SeqCst);
+        stats.sweeps += 1;
+        match result {
+            Ok(report) => {
+                info!(
+                    lineages = report.lineages,
+                    ok = report.succeeded(),
+                    failed = report.failed(),
+                    "sweep finished"
+                );
+                on_sweep(&report);
+            }
+            Err(e) => error!(error = %e, "sweep ended early"),
+        }
+    }
+    let _ = scheduler.shutdown().await;
+    stats.skipped_ticks = skipped.load(Ordering::SeqCst);
+    info!(
+        sweeps = stats.sweeps,
+        skipped_ticks = stats.skipped_ticks,
+        "stopped"
+    );
+    Ok(stats)
+}

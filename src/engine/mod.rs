@@ -1,0 +1,24 @@
+//! The rotation engine: plan what is due, then carry it out crash-safely.
+//!
+//! * [`planner`] — a pure function from what the daemon sees to what is due;
+//! * [`executor`] — the rotation and retirement state machines, intent first;
+//! * [`sweep`] — one pass over every team: list once, plan, execute concurrently;
+//! * [`records`] — the state tables the executor writes (with their audit rows);
+//! * [`ports`] — the narrow traits over MASV and Vault the engine depends on;
+//! * [`model`], [`marker`], [`failpoints`] — records, the create marker, crash points.
+
+pub mod executor;
+pub mod failpoints;
+pub mod marker;
+pub mod model;
+pub mod planner;
+pub mod ports;
+pub mod records;
+pub mod sweep;
+
+pub use failpoints::{Boundary, Failpoints};
+pub use model::LineageId;
+pub use sweep::{Engine, ManagedTeam, SweepMode, SweepReport};
+
+#[cfg(test)]
+mod tests;

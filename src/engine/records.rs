@@ -1,0 +1,495 @@
+//! Reading and writing the engine's records (migration `*_rotation_state.sql`).
+//!
+//! Every write that accompanies an external call goes through [`Records::apply`]:
+//! the state change and its audit row commit in one transaction, so the audit
+//! log and the state machine can never disagree about what happened.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use super::model::{
+    DueReason, LineageId, RetirePhase, RetirementRecord, RotationPhase, RotationRecord, VaultView,
+};
+use crate::masv::ApiKey;
+use crate::store::{NewAuditEntry, Store, StoreError};
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn opt_ts(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(ts)
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt {
+            reason: format!("bad timestamp {s:?}: {e}"),
+        })
+}
+
+fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    s.as_deref().map(parse_ts).transpose()
+}
+
+fn corrupt(e: String) -> StoreError {
+    StoreError::Corrupt { reason: e }
+}
+
+fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { op, source }
+}
+
+/// One change to the engine's tables.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A new rotation (its first intent). Fails if the lineage has one in flight.
+    StartRotation(RotationRecord),
+    /// Move a rotation to a new phase, recording what the step learnt.
+    Rotation {
+        rotation_id: String,
+        phase: RotationPhase,
+        new_key_id: Option<String>,
+        vault_version: Option<u64>,
+        stored_at: Option<DateTime<Utc>>,
+        error: Option<String>,
+    },
+    /// Insert or update a retirement.
+    Retirement(RetirementRecord),
+    /// Remember what Vault holds for a lineage.
+    Vault {
+        lineage: LineageId,
+        view: Option<VaultView>,
+    },
+    /// A key proved working.
+    Verified {
+        lineage: LineageId,
+        key_id: String,
+    },
+    /// Keep the key snapshot (what `status` shows) in step with what the sweep did.
+    SnapshotKey {
+        team_id: String,
+        key: ApiKey,
+    },
+    SnapshotState {
+        key_id: String,
+        state: crate::masv::KeyState,
+    },
+    SnapshotRemove {
+        key_id: String,
+    },
+}
+
+/// Everything the planner needs about one team, loaded in one go per sweep.
+#[derive(Debug, Default)]
+pub struct TeamRecords {
+    pub open: BTreeMap<String, RotationRecord>,
+    pub rolled_back: BTreeMap<String, HashSet<String>>,
+    pub known: BTreeMap<String, HashSet<String>>,
+    pub retirements: BTreeMap<String, Vec<RetirementRecord>>,
+    /// Lineage name -> Vault view; a name present with `None` means "Vault has no secret".
+    pub vault: BTreeMap<String, Option<VaultView>>,
+    pub verified: std::sync::Arc<HashSet<String>>,
+}
+
+/// The engine's handle on the database.
+#[derive(Clone)]
+pub struct Records {
+    store: Store,
+}
+
+impl Records {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Applies state changes and appends their audit rows, atomically.
+    pub async fn apply(
+        &self,
+        changes: Vec<Change>,
+        audit: Vec<NewAuditEntry>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .write(move |conn| {
+                Box::pin(async move {
+                    for change in &changes {
+                        apply_one(conn, change).await?;
+                    }
+                    for entry in audit {
+                        Store::append_on(conn, entry).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Loads a team's records.
+    pub async fn load_team(&self, team_id: &str) -> Result<TeamRecords, StoreError> {
+        let pool = self.store.pool();
+        let mut out = TeamRecords::default();
+        let rows = sqlx::query("SELECT * FROM rotations WHERE team_id = ?")
+            .bind(team_id)
+            .fetch_all(pool)
+            .await
+            .map_err(query_err("load rotations"))?;
+        for row in rows {
+            let r = rotation_from_row(&row)?;
+            let name = r.lineage.name.clone();
+            out.known
+                .entry(name.clone())
+                .or_default()
+                .insert(r.rotation_id.clone());
+            match r.phase {
+                RotationPhase::RolledBack => {
+                    out.rolled_back
+                        .entry(name)
+                        .or_default()
+                        .insert(r.rotation_id.clone());
+                }
+                RotationPhase::Verified => {}
+                _ => {
+                    out.open.insert(name, r);
+                }
+            }
+        }
+        let rows =
+            sqlx::query("SELECT * FROM retirements WHERE team_id = ? AND phase != 'deleted'")
+                .bind(team_id)
+                .fetch_all(pool)
+                .await
+                .map_err(query_err("load retirements"))?;
+        for row in rows {
+            let r = retirement_from_row(&row)?;
+            out.retirements
+                .entry(r.lineage.name.clone())
+                .or_default()
+                .push(r);
+        }
+        let rows = sqlx::query(
+            "SELECT key_name, vault_key_id, vault_version FROM lineages WHERE team_id = ?",
+        )
+        .bind(team_id)
+        .fetch_all(pool)
+        .await
+        .map_err(query_err("load lineages"))?;
+        for row in rows {
+            let name: String = row.get("key_name");
+            let key_id: Option<String> = row.get("vault_key_id");
+            let version: i64 = row.get("vault_version");
+            out.vault.insert(
+                name,
+                key_id.map(|key_id| VaultView {
+                    key_id,
+                    version: version as u64,
+                }),
+            );
+        }
+        let rows = sqlx::query("SELECT key_id FROM verified_keys WHERE team_id = ?")
+            .bind(team_id)
+            .fetch_all(pool)
+            .await
+            .map_err(query_err("load verified keys"))?;
+        out.verified =
+            std::sync::Arc::new(rows.iter().map(|r| r.get::<String, _>("key_id")).collect());
+        Ok(out)
+    }
+
+    /// One rotation by id.
+    pub async fn rotation(&self, rotation_id: &str) -> Result<Option<RotationRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM rotations WHERE rotation_id = ?")
+            .bind(rotation_id)
+            .fetch_optional(self.store.pool())
+            .await
+            .map_err(query_err("load rotation"))?;
+        row.as_ref().map(rotation_from_row).transpose()
+    }
+
+    /// Every rotation, newest first (for status and report).
+    pub async fn rotations(&self) -> Result<Vec<RotationRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM rotations ORDER BY started_at DESC")
+            .fetch_all(self.store.pool())
+            .await
+            .map_err(query_err("list rotations"))?;
+        rows.iter().map(rotation_from_row).collect()
+    }
+
+    /// When each lineage of a team last completed a rotation.
+    pub async fn last_rotations(
+        &self,
+        team_id: &str,
+    ) -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_name, MAX(finished_at) AS at FROM rotations WHERE team_id = ? AND phase = 'verified' GROUP BY key_name",
+        )
+        .bind(team_id)
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(query_err("read the last rotations"))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            if let Some(at) = parse_opt_ts(row.get("at"))? {
+                out.insert(row.get("key_name"), at);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The team's managed keys as last listed, and when they were listed.
+    pub async fn snapshot(
+        &self,
+        team_id: &str,
+    ) -> Result<(Vec<ApiKey>, Option<DateTime<Utc>>), StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM key_snapshots WHERE team_id = ? ORDER BY key_name, created_at",
+        )
+        .bind(team_id)
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(query_err("read the key snapshot"))?;
+        let mut seen = None;
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows {
+            let state: String = row.get("state");
+            seen = Some(parse_ts(&row.get::<String, _>("seen_at"))?);
+            keys.push(ApiKey {
+                id: row.get("key_id"),
+                name: row.get("key_name"),
+                description: row.get("description"),
+                state: serde_json::from_value(serde_json::Value::String(state.clone()))
+                    .map_err(|_| corrupt(format!("bad key state {state:?}")))?,
+                created_at: parse_opt_ts(row.get("created_at"))?,
+                updated_at: None,
+                expiry: parse_opt_ts(row.get("expiry"))?,
+                last_request_at: parse_opt_ts(row.get("last_request_at"))?,
+            });
+        }
+        Ok((keys, seen))
+    }
+
+    /// Replaces a team's key snapshot with the latest list (managed keys only).
+    pub async fn snapshot_keys(
+        &self,
+        team_id: &str,
+        keys: &[&ApiKey],
+        seen_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let team_id = team_id.to_string();
+        let keys: Vec<ApiKey> = keys.iter().map(|k| (*k).clone()).collect();
+        self.store
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("DELETE FROM key_snapshots WHERE team_id = ?")
+                        .bind(&team_id)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_err("clear key snapshot"))?;
+                    for k in &keys {
+                        sqlx::query(
+                            "INSERT OR REPLACE INTO key_snapshots (key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        )
+                        .bind(&k.id)
+                        .bind(&team_id)
+                        .bind(&k.name)
+                        .bind(&k.description)
+                        .bind(k.state.as_str())
+                        .bind(opt_ts(k.created_at))
+                        .bind(opt_ts(k.expiry))
+                        .bind(opt_ts(k.last_request_at))
+                        .bind(ts(seen_at))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_err("write key snapshot"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
+
+async fn apply_one(conn: &mut SqliteConnection, change: &Change) -> Result<(), StoreError> {
+    let now = ts(Utc::now());
+    match change {
+        Change::StartRotation(r) => {
+            sqlx::query(
+                "INSERT INTO rotations (rotation_id, team_id, key_name, reason, old_key_id, new_key_id, phase, cas, vault_version, started_at, updated_at, stored_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&r.rotation_id)
+            .bind(&r.lineage.team_id)
+            .bind(&r.lineage.name)
+            .bind(r.reason.as_str())
+            .bind(&r.old_key_id)
+            .bind(&r.new_key_id)
+            .bind(r.phase.as_str())
+            .bind(r.cas as i64)
+            .bind(r.vault_version.map(|v| v as i64))
+            .bind(ts(r.started_at))
+            .bind(&now)
+            .bind(opt_ts(r.stored_at))
+            .bind(&r.last_error)
+            .execute(&mut *conn)
+            .await
+            .map_err(|source| match &source {
+                sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+                    what: format!("a rotation of {} is already in flight", r.lineage),
+                },
+                _ => StoreError::Query {
+                    op: "start rotation",
+                    source,
+                },
+            })?;
+        }
+        Change::Rotation {
+            rotation_id,
+            phase,
+            new_key_id,
+            vault_version,
+            stored_at,
+            error,
+        } => {
+            let finished = phase.is_terminal().then(|| now.clone());
+            let done = sqlx::query(
+                "UPDATE rotations SET phase = ?, new_key_id = COALESCE(?, new_key_id), vault_version = COALESCE(?, vault_version), stored_at = COALESCE(?, stored_at), last_error = ?, updated_at = ?, finished_at = COALESCE(?, finished_at) WHERE rotation_id = ?",
+            )
+            .bind(phase.as_str())
+            .bind(new_key_id)
+            .bind(vault_version.map(|v| v as i64))
+            .bind(opt_ts(*stored_at))
+            .bind(error)
+            .bind(&now)
+            .bind(finished)
+            .bind(rotation_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(query_err("update rotation"))?;
+            if done.rows_affected() != 1 {
+                return Err(corrupt(format!("rotation {rotation_id} is not recorded")));
+            }
+        }
+        Change::Retirement(r) => {
+            sqlx::query(
+                "INSERT INTO retirements (key_id, team_id, key_name, rotation_id, replaced_at, phase, deactivated_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key_id) DO UPDATE SET phase = excluded.phase, deactivated_at = COALESCE(excluded.deactivated_at, retirements.deactivated_at), updated_at = excluded.updated_at",
+            )
+            .bind(&r.key_id)
+            .bind(&r.lineage.team_id)
+            .bind(&r.lineage.name)
+            .bind(&r.rotation_id)
+            .bind(ts(r.replaced_at))
+            .bind(r.phase.as_str())
+            .bind(opt_ts(r.deactivated_at))
+            .bind(&now)
+            .execute(&mut *conn)
+            .await
+            .map_err(query_err("write retirement"))?;
+        }
+        Change::Vault { lineage, view } => {
+            sqlx::query(
+                "INSERT INTO lineages (team_id, key_name, vault_key_id, vault_version, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(team_id, key_name) DO UPDATE SET vault_key_id = excluded.vault_key_id, vault_version = excluded.vault_version, updated_at = excluded.updated_at",
+            )
+            .bind(&lineage.team_id)
+            .bind(&lineage.name)
+            .bind(view.as_ref().map(|v| v.key_id.clone()))
+            .bind(view.as_ref().map_or(0, |v| v.version as i64))
+            .bind(&now)
+            .execute(&mut *conn)
+            .await
+            .map_err(query_err("write lineage vault view"))?;
+        }
+        Change::Verified { lineage, key_id } => {
+            sqlx::query(
+                "INSERT OR IGNORE INTO verified_keys (key_id, team_id, key_name, verified_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(key_id)
+            .bind(&lineage.team_id)
+            .bind(&lineage.name)
+            .bind(&now)
+            .execute(&mut *conn)
+            .await
+            .map_err(query_err("record verified key"))?;
+        }
+        Change::SnapshotKey { team_id, key: k } => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO key_snapshots (key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&k.id)
+            .bind(team_id)
+            .bind(&k.name)
+            .bind(&k.description)
+            .bind(k.state.as_str())
+            .bind(opt_ts(k.created_at))
+            .bind(opt_ts(k.expiry))
+            .bind(opt_ts(k.last_request_at))
+            .bind(&now)
+            .execute(&mut *conn)
+            .await
+            .map_err(query_err("write key snapshot"))?;
+        }
+        Change::SnapshotState { key_id, state } => {
+            sqlx::query("UPDATE key_snapshots SET state = ? WHERE key_id = ?")
+                .bind(state.as_str())
+                .bind(key_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(query_err("update key snapshot"))?;
+        }
+        Change::SnapshotRemove { key_id } => {
+            sqlx::query("DELETE FROM key_snapshots WHERE key_id = ?")
+                .bind(key_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(query_err("update key snapshot"))?;
+        }
+    }
+    Ok(())
+}
+
+fn rotation_from_row(row: &SqliteRow) -> Result<RotationRecord, StoreError> {
+    Ok(RotationRecord {
+        rotation_id: row.get("rotation_id"),
+        lineage: LineageId::new(
+            row.get::<String, _>("team_id"),
+            row.get::<String, _>("key_name"),
+        ),
+        reason: row
+            .get::<String, _>("reason")
+            .parse::<DueReason>()
+            .map_err(corrupt)?,
+        old_key_id: row.get("old_key_id"),
+        new_key_id: row.get("new_key_id"),
+        phase: row
+            .get::<String, _>("phase")
+            .parse::<RotationPhase>()
+            .map_err(corrupt)?,
+        cas: row.get::<i64, _>("cas") as u64,
+        vault_version: row.get::<Option<i64>, _>("vault_version").map(|v| v as u64),
+        started_at: parse_ts(&row.get::<String, _>("started_at"))?,
+        stored_at: parse_opt_ts(row.get("stored_at"))?,
+        last_error: row.get("last_error"),
+    })
+}
+
+fn retirement_from_row(row: &SqliteRow) -> Result<RetirementRecord, StoreError> {
+    Ok(RetirementRecord {
+        key_id: row.get("key_id"),
+        lineage: LineageId::new(
+            row.get::<String, _>("team_id"),
+            row.get::<String, _>("key_name"),
+        ),
+        rotation_id: row.get("rotation_id"),
+        replaced_at: parse_ts(&row.get::<String, _>("replaced_at"))?,
+        phase: row
+            .get::<String, _>("phase")
+            .parse::<RetirePhase>()
+            .map_err(corrupt)?,
+        deactivated_at: parse_opt_ts(row.get("deactivated_at"))?,
+    })
+}

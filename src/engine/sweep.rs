@@ -1,0 +1,546 @@
+//! One sweep: list each team once, plan every lineage, carry out the plans.
+//!
+//! Teams are listed concurrently and lineages executed concurrently (each
+//! lineage's own actions strictly in order); the MASV client's semaphore bounds
+//! the calls actually in flight to `max_concurrency`.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use globset::GlobSet;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::executor::{Executor, LineageContext, StepError};
+use super::failpoints::{Crashed, Failpoints};
+use super::model::{DueReason, LineageId, VaultView};
+use super::planner::{plan_lineage, Action, LineagePlan, LineageSnapshot, Note};
+use super::ports::{KeyApi, SecretStore};
+use super::records::{Change, Records, TeamRecords};
+use crate::clock::SharedClock;
+use crate::config::{Config, Policy};
+use crate::exit::Exit;
+use crate::masv::ApiKey;
+
+/// Lineages worked on at once per MASV concurrency permit.
+const LINEAGES_PER_PERMIT: usize = 4;
+
+/// A team as the engine manages it.
+#[derive(Debug, Clone)]
+pub struct ManagedTeam {
+    pub id: String,
+    pub matcher: GlobSet,
+    pub policy: Policy,
+}
+
+impl ManagedTeam {
+    pub fn from_config(config: &Config) -> Vec<ManagedTeam> {
+        config
+            .teams
+            .iter()
+            .map(|t| ManagedTeam {
+                id: t.id.clone(),
+                matcher: t.matcher(),
+                policy: config.policy_for(t),
+            })
+            .collect()
+    }
+}
+
+/// What a sweep does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SweepMode {
+    /// Plan and act.
+    Apply,
+    /// Plan only: no mutating call anywhere, nothing written.
+    DryRun,
+    /// Rotate one lineage now (and finish anything it has in flight).
+    RotateNow(LineageId),
+}
+
+/// The outcome of one action.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionOutcome {
+    pub lineage: LineageId,
+    pub action: String,
+    pub key_id: Option<String>,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SweepReport {
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub teams: usize,
+    pub teams_failed: usize,
+    pub lineages: usize,
+    pub managed_keys: usize,
+    pub unmanaged_keys: usize,
+    pub plans: Vec<LineagePlan>,
+    pub outcomes: Vec<ActionOutcome>,
+    pub errors: Vec<String>,
+    pub unreachable: bool,
+}
+
+impl SweepReport {
+    pub fn failed(&self) -> usize {
+        self.outcomes.iter().filter(|o| !o.ok).count()
+    }
+
+    pub fn succeeded(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.ok).count()
+    }
+
+    pub fn notes(&self) -> impl Iterator<Item = (&LineageId, &Note)> {
+        self.plans
+            .iter()
+            .flat_map(|p| p.notes.iter().map(move |n| (&p.lineage, n)))
+    }
+
+    /// The process exit code this sweep deserves (SPEC §3).
+    pub fn exit(&self) -> Exit {
+        if self.unreachable {
+            Exit::Unreachable
+        } else if self.failed() > 0 || !self.errors.is_empty() {
+            Exit::ActionFailed
+        } else {
+            Exit::Success
+        }
+    }
+}
+
+/// The error that ends a sweep early.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Crashed(#[from] Crashed),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The rotation engine over a key API and a secret store.
+pub struct Engine<K, S> {
+    keys: K,
+    secrets: S,
+    records: Option<Records>,
+    clock: SharedClock,
+    teams: Vec<ManagedTeam>,
+    concurrency: usize,
+    failpoints: Failpoints,
+    shutdown: CancellationToken,
+    heartbeat: Option<Heartbeat>,
+}
+
+/// Called between sweep steps (the systemd watchdog hangs off it).
+pub type Heartbeat = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+impl<K: KeyApi, S: SecretStore> Engine<K, S> {
+    /// `records` is None only for a dry run without a database yet.
+    pub fn new(
+        keys: K,
+        secrets: S,
+        records: Option<Records>,
+        clock: SharedClock,
+        teams: Vec<ManagedTeam>,
+        concurrency: usize,
+    ) -> Self {
+        Self {
+            keys,
+            secrets,
+            records,
+            clock,
+            teams,
+            concurrency: concurrency.max(1),
+            failpoints: Failpoints::default(),
+            shutdown: CancellationToken::new(),
+            heartbeat: None,
+        }
+    }
+
+    /// Calls `beat` between steps, so a watchdog sees progress during long sweeps.
+    pub fn with_heartbeat(mut self, beat: Heartbeat) -> Self {
+        self.heartbeat = Some(beat);
+        self
+    }
+
+    fn beat(&self) {
+        if let Some(b) = &self.heartbeat {
+            b();
+        }
+    }
+
+    /// Stop between steps once `token` is cancelled: the step in flight finishes,
+    /// the rest waits for the next sweep.
+    pub fn with_shutdown(mut self, token: CancellationToken) -> Self {
+        self.shutdown = token;
+        self
+    }
+
+    pub fn failpoints(&self) -> &Failpoints {
+        &self.failpoints
+    }
+
+    pub fn keys(&self) -> &K {
+        &self.keys
+    }
+
+    pub fn secrets(&self) -> &S {
+        &self.secrets
+    }
+
+    /// Runs one sweep. Only a simulated crash (tests) or bad usage ends it early;
+    /// every other failure is recorded in the report and the sweep goes on.
+    pub async fn sweep(&self, mode: &SweepMode) -> Result<SweepReport, SweepError> {
+        let mut report = SweepReport {
+            started_at: Some(self.clock.now()),
+            ..SweepReport::default()
+        };
+        if mode != &SweepMode::DryRun && self.records.is_none() {
+            return Err(SweepError::Usage(
+                "a sweep that acts needs the state database".into(),
+            ));
+        }
+        let teams: Vec<&ManagedTeam> = match mode {
+            SweepMode::RotateNow(l) => {
+                let team = self
+                    .teams
+                    .iter()
+                    .find(|t| t.id == l.team_id)
+                    .ok_or_else(|| {
+                        SweepError::Usage(format!("team {} is not in the config", l.team_id))
+                    })?;
+                if !team.matcher.is_match(&l.name) {
+                    return Err(SweepError::Usage(format!(
+                        "{} matches none of team {}'s key patterns: the daemon does not manage it",
+                        l.name, l.team_id
+                    )));
+                }
+                vec![team]
+            }
+            _ => self.teams.iter().collect(),
+        };
+        report.teams = teams.len();
+        let results: Vec<Result<TeamResult, Crashed>> = stream::iter(teams)
+            .map(|team| self.sweep_team(team, mode))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for result in results {
+            let team = result?;
+            report.teams_failed += usize::from(team.failed);
+            report.unreachable |= team.unreachable;
+            report.lineages += team.plans.len();
+            report.managed_keys += team.managed;
+            report.unmanaged_keys += team.unmanaged;
+            report.plans.extend(team.plans);
+            report.outcomes.extend(team.outcomes);
+            report.errors.extend(team.errors);
+        }
+        report.plans.sort_by(|a, b| a.lineage.cmp(&b.lineage));
+        report.finished_at = Some(self.clock.now());
+        Ok(report)
+    }
+
+    #[tracing::instrument(skip_all, fields(team_id = %team.id))]
+    async fn sweep_team(
+        &self,
+        team: &ManagedTeam,
+        mode: &SweepMode,
+    ) -> Result<TeamResult, Crashed> {
+        let mut result = TeamResult::default();
+        let listed = match self.keys.list_keys(&team.id).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                warn!(error = %e, "cannot list the team's keys; skipping the team this sweep");
+                result.failed = true;
+                result.unreachable = e.is_unreachable();
+                result.errors.push(format!("team {}: {e}", team.id));
+                return Ok(result);
+            }
+        };
+        let now = self.clock.now();
+        let managed: Vec<&ApiKey> = listed
+            .iter()
+            .filter(|k| team.matcher.is_match(&k.name))
+            .collect();
+        result.managed = managed.len();
+        result.unmanaged = listed.len() - managed.len();
+        let records = match &self.records {
+            Some(r) => match r.load_team(&team.id).await {
+                Ok(recs) => recs,
+                Err(e) => {
+                    result.failed = true;
+                    result.errors.push(format!(
+                        "team {}: cannot read the state database: {e}",
+                        team.id
+                    ));
+                    return Ok(result);
+                }
+            },
+            None => TeamRecords::default(),
+        };
+        if mode != &SweepMode::DryRun {
+            if let Some(r) = &self.records {
+                if let Err(e) = r.snapshot_keys(&team.id, &managed, now).await {
+                    warn!(error = %e, "cannot record the key snapshot");
+                }
+            }
+        }
+
+        let mut by_name: BTreeMap<&str, Vec<&ApiKey>> = BTreeMap::new();
+        for k in &managed {
+            by_name.entry(k.name.as_str()).or_default().push(k);
+        }
+        // Lineages known only from the records (all their keys gone) still count.
+        let mut names: BTreeSet<String> = by_name.keys().map(|s| s.to_string()).collect();
+        for (name, view) in &records.vault {
+            if view.is_some() && team.matcher.is_match(name) {
+                names.insert(name.clone());
+            }
+        }
+        for name in records.open.keys() {
+            if team.matcher.is_match(name) {
+                names.insert(name.clone());
+            }
+        }
+        if let SweepMode::RotateNow(l) = mode {
+            names.retain(|n| n == &l.name);
+            names.insert(l.name.clone());
+        }
+
+        let jobs = names.into_iter().map(|name| {
+            let keys: Vec<ApiKey> = by_name
+                .get(name.as_str())
+                .map(|ks| ks.iter().map(|k| (*k).clone()).collect())
+                .unwrap_or_default();
+            self.run_lineage(team, LineageId::new(&team.id, name), keys, &records, mode)
+        });
+        // More lineages than MASV permits, so Vault and database steps overlap the
+        // MASV calls; the client's semaphore still bounds MASV to max_concurrency.
+        let lineage_results: Vec<Result<LineageResult, Crashed>> = stream::iter(jobs)
+            .buffer_unordered(self.concurrency * LINEAGES_PER_PERMIT)
+            .collect()
+            .await;
+        for lr in lineage_results {
+            let lr = lr?;
+            result.unreachable |= lr.unreachable;
+            result.plans.push(lr.plan);
+            result.outcomes.extend(lr.outcomes);
+            result.errors.extend(lr.errors);
+        }
+        Ok(result)
+    }
+
+    /// The lineage's Vault view: from the cache, or read now (then `true`).
+    async fn vault_view(
+        &self,
+        lineage: &LineageId,
+        records: &TeamRecords,
+        mode: &SweepMode,
+    ) -> Result<(Option<VaultView>, bool), StepError> {
+        if let Some(view) = records.vault.get(&lineage.name) {
+            return Ok((view.clone(), false));
+        }
+        let stored = self.secrets.read(&lineage.team_id, &lineage.name).await?;
+        let view = stored.map(|s| VaultView {
+            key_id: s.secret.key_id.clone(),
+            version: s.version,
+        });
+        if mode != &SweepMode::DryRun {
+            if let Some(r) = &self.records {
+                r.apply(
+                    vec![Change::Vault {
+                        lineage: lineage.clone(),
+                        view: view.clone(),
+                    }],
+                    vec![],
+                )
+                .await?;
+            }
+        }
+        Ok((view, true))
+    }
+
+    #[tracing::instrument(skip_all, fields(team_id = %lineage.team_id, key_name = %lineage.name))]
+    async fn run_lineage(
+        &self,
+        team: &ManagedTeam,
+        lineage: LineageId,
+        keys: Vec<ApiKey>,
+        records: &TeamRecords,
+        mode: &SweepMode,
+    ) -> Result<LineageResult, Crashed> {
+        let mut result = LineageResult {
+            plan: LineagePlan {
+                lineage: lineage.clone(),
+                actions: vec![],
+                notes: vec![],
+                keys: vec![],
+            },
+            ..LineageResult::default()
+        };
+        let (vault, vault_fresh) = match self.vault_view(&lineage, records, mode).await {
+            Ok(v) => v,
+            Err(e) => {
+                result.unreachable = e.is_unreachable();
+                result
+                    .errors
+                    .push(format!("{lineage}: cannot read Vault: {e}"));
+                return Ok(result);
+            }
+        };
+        let name = lineage.name.as_str();
+        let ctx = LineageContext {
+            lineage: lineage.clone(),
+            policy: team.policy,
+            vault,
+            vault_fresh,
+            open_rotation: records.open.get(name).cloned(),
+            retirements: records.retirements.get(name).cloned().unwrap_or_default(),
+            verified: records.verified.clone(),
+            keys,
+        };
+        let empty = HashSet::new();
+        let mut plan = plan_lineage(&LineageSnapshot {
+            lineage: lineage.clone(),
+            keys: ctx.keys.iter().collect(),
+            vault: ctx.vault.clone(),
+            open_rotation: ctx.open_rotation.clone(),
+            rolled_back: records.rolled_back.get(name).cloned().unwrap_or_default(),
+            known_rotations: records
+                .known
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| empty.clone()),
+            retirements: ctx.retirements.clone(),
+            verified: &ctx.verified,
+            policy: ctx.policy,
+            now: self.clock.now(),
+        });
+        if let SweepMode::RotateNow(_) = mode {
+            let rotating = plan
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Rotate { .. } | Action::Resume { .. }));
+            if !rotating {
+                plan.actions.insert(
+                    0,
+                    Action::Rotate {
+                        reason: DueReason::Manual,
+                        old_key_id: ctx.vault.as_ref().map(|v| v.key_id.clone()),
+                        cas: ctx.vault.as_ref().map_or(0, |v| v.version),
+                    },
+                );
+            }
+        }
+        if mode == &SweepMode::DryRun {
+            result.plan = plan;
+            return Ok(result);
+        }
+        let records_handle = self.records.as_ref().expect("checked at sweep start");
+        let exec = Executor {
+            keys: &self.keys,
+            secrets: &self.secrets,
+            records: records_handle,
+            clock: &self.clock,
+            failpoints: &self.failpoints,
+        };
+        for action in &plan.actions {
+            self.beat();
+            if self.shutdown.is_cancelled() {
+                result.errors.push(format!(
+                    "{lineage}: stopped before {} (shutdown)",
+                    action_name(action)
+                ));
+                break;
+            }
+            let outcome = match action {
+                Action::Rotate { reason, cas, .. } => exec.rotate(&ctx, *reason, *cas).await,
+                Action::Resume { .. } => match &ctx.open_rotation {
+                    Some(rot) => exec.resume(&ctx, rot).await,
+                    None => Ok(()),
+                },
+                Action::Deactivate { key_id, reason } => {
+                    exec.deactivate(&ctx, key_id, *reason).await
+                }
+                Action::Delete { key_id } => exec.delete(&ctx, key_id, None).await,
+                Action::CleanupOrphan {
+                    key_id,
+                    rotation_id,
+                } => exec.delete(&ctx, key_id, Some(rotation_id)).await,
+                Action::Track { key_id } => exec.track(&ctx, key_id).await,
+                Action::Forget { key_id } => exec.forget(&ctx, key_id).await,
+            };
+            let (ok, detail) = match outcome {
+                Ok(()) => (true, String::new()),
+                Err(StepError::Crashed(c)) => return Err(c),
+                Err(e) => {
+                    warn!(error = %e, action = action_name(action), "action failed");
+                    result.unreachable |= e.is_unreachable();
+                    (false, e.to_string())
+                }
+            };
+            if action.mutates() || !ok {
+                result.outcomes.push(ActionOutcome {
+                    lineage: lineage.clone(),
+                    action: action_name(action).to_string(),
+                    key_id: action.key_id().map(str::to_string),
+                    ok,
+                    detail,
+                });
+            }
+        }
+        if !plan.actions.is_empty() {
+            info!(actions = plan.actions.len(), "lineage done");
+        }
+        result.plan = plan;
+        Ok(result)
+    }
+}
+
+/// A short name for an action, as shown in summaries.
+pub fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::Rotate { .. } => "rotate",
+        Action::Resume { .. } => "resume",
+        Action::Deactivate { .. } => "deactivate",
+        Action::Delete { .. } => "delete",
+        Action::CleanupOrphan { .. } => "cleanup_orphan",
+        Action::Track { .. } => "track",
+        Action::Forget { .. } => "forget",
+    }
+}
+
+#[derive(Default)]
+struct TeamResult {
+    failed: bool,
+    unreachable: bool,
+    managed: usize,
+    unmanaged: usize,
+    plans: Vec<LineagePlan>,
+    outcomes: Vec<ActionOutcome>,
+    errors: Vec<String>,
+}
+
+#[derive(Default)]
+struct LineageResult {
+    unreachable: bool,
+    plan: LineagePlan,
+    outcomes: Vec<ActionOutcome>,
+    errors: Vec<String>,
+}
+
+impl Default for LineagePlan {
+    fn default() -> Self {
+        LineagePlan {
+            lineage: LineageId::new("", ""),
+            actions: vec![],
+            notes: vec![],
+            keys: vec![],
+        }
+    }
+}

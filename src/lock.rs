@@ -1,0 +1,99 @@
+//! One daemon per database: an exclusive lock on `<database.path>.lock`.
+//!
+//! Two processes sweeping the same state would each believe it owns the
+//! in-flight rotations. `run`, `once` and `rotate` take the lock for their whole
+//! life; a second one refuses with [`Exit::Locked`](crate::exit::Exit::Locked).
+//! The OS releases the lock when the process dies, even on `kill -9`.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another masv-key-rotator ({holder}) is using {}: only one instance per database may run", database.display())]
+    Held { database: PathBuf, holder: String },
+    #[error("cannot open the lock file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Held while the value lives.
+#[derive(Debug)]
+pub struct InstanceLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl InstanceLock {
+    pub fn lock_path(database: &Path) -> PathBuf {
+        let mut name = database.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
+    pub fn acquire(database: &Path) -> Result<InstanceLock, LockError> {
+        let path = Self::lock_path(database);
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = match holder.trim() {
+                    "" => "unknown pid".to_string(),
+                    pid => format!("pid {pid}"),
+                };
+                return Err(LockError::Held {
+                    database: database.to_path_buf(),
+                    holder,
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        write!(file, "{}", std::process::id()).map_err(io)?;
+        file.flush().map_err(io)?;
+        Ok(InstanceLock { _file: file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let first = InstanceLock::acquire(&db).unwrap();
+        assert_eq!(first.path(), dir.path().join("state.db.lock"));
+        let err = InstanceLock::acquire(&db).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        assert!(msg.contains("state.db"), "{msg}");
+        drop(first);
+        InstanceLock::acquire(&db).unwrap();
+    }
+}
