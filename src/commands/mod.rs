@@ -1,0 +1,67 @@
+//! One module per command. Each returns an [`Exit`](crate::exit::Exit) and prints
+//! its own human-facing output; errors are reported once, here at the edge.
+
+pub mod check_config;
+pub mod daemon;
+pub mod demo;
+pub mod history;
+pub mod once;
+pub mod report;
+pub mod simulate;
+pub mod status;
+pub mod summary;
+
+use std::path::Path;
+
+use crate::config::{Config, Credentials};
+use crate::exit::Exit;
+use crate::logging;
+
+/// Loads and validates the config, sets up logging, and reads the secrets it names.
+/// On failure prints the error (file, field, problem) and returns exit code 2.
+pub fn load(path: &Path, debug: bool) -> Result<(Config, Credentials), Exit> {
+    let config = Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        Exit::Usage
+    })?;
+    logging::init(config.log.format, &config.log.level, debug);
+    let credentials = Credentials::resolve(&config).map_err(|e| {
+        eprintln!("error: {e}");
+        Exit::Usage
+    })?;
+    Ok((config, credentials))
+}
+
+/// Loads and validates the config only (commands that need no secrets).
+pub fn load_config(path: &Path) -> Result<Config, Exit> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        Exit::Usage
+    })
+}
+
+/// The operator's view from the local database; no database yet means no keys yet.
+pub async fn offline_view(path: &Path) -> Result<crate::view::View, Exit> {
+    let config = load_config(path)?;
+    let now = chrono::Utc::now();
+    if !config.database.path.exists() {
+        return Ok(crate::view::View {
+            generated_at: now,
+            listed_at: None,
+            lineages: vec![],
+        });
+    }
+    let store = crate::store::Store::open_read_only(&config.database.path)
+        .await
+        .map_err(|e| {
+            eprintln!("error: database.path: {e}");
+            Exit::ActionFailed
+        })?;
+    let records = crate::engine::records::Records::new(store);
+    crate::view::build(&config, &records, now)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            Exit::ActionFailed
+        })
+}

@@ -1,0 +1,80 @@
+//! `status [--json]`: every managed key, from the local database (no network).
+
+use std::fmt::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use crate::exit::Exit;
+use crate::view::View;
+
+pub(crate) fn when(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(
+        || "-".to_string(),
+        |t| t.format("%Y-%m-%d %H:%M").to_string(),
+    )
+}
+
+fn snake<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The table people read.
+pub fn table(view: &View) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<40} {:<26} {:<9} {:<8} {:<16} {:<16} {:>5} {:<10} WHEN",
+        "LINEAGE", "KEY", "STATE", "ROLE", "EXPIRY", "LAST USE", "AGE", "NEXT"
+    );
+    for k in view.keys() {
+        let _ = writeln!(
+            out,
+            "{:<40} {:<26} {:<9} {:<8} {:<16} {:<16} {:>5} {:<10} {}",
+            format!("{}/{}", k.team_id, k.lineage),
+            k.key_id,
+            k.state.as_str(),
+            snake(&k.role),
+            when(k.expiry),
+            when(k.last_request_at),
+            k.age_days.map_or("-".to_string(), |d| format!("{d}d")),
+            snake(&k.next_action),
+            when(k.next_at),
+        );
+    }
+    if view.lineages.is_empty() {
+        let _ = writeln!(
+            out,
+            "(no managed keys recorded yet: run `once` or `run` first)"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "as of the last list of each team: {}",
+        when(view.listed_at)
+    );
+    out
+}
+
+pub async fn run(path: &Path, json: bool) -> Exit {
+    let view = match super::offline_view(path).await {
+        Ok(v) => v,
+        Err(exit) => return exit,
+    };
+    if json {
+        let keys: Vec<_> = view.keys().collect();
+        match serde_json::to_string_pretty(&keys) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::ActionFailed;
+            }
+        }
+    } else {
+        print!("{}", table(&view));
+    }
+    Exit::Success
+}

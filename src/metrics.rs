@@ -1,0 +1,459 @@
+//! `/metrics` (Prometheus text exposition) and `/healthz` for the daemon.
+//!
+//! The sweep loop hands every [`SweepReport`] to [`Metrics::record_sweep`]; the
+//! HTTP side only ever reads the numbers kept here, so a scrape never touches
+//! MASV, Vault or the database and cannot slow a sweep down. Only ids, names and
+//! counts are kept (a report carries no secret, and nothing here adds one).
+//!
+//! Choices the report forces:
+//! - Key states (active/inactive/suspended) are not in a report, only each key's
+//!   *role* in its lineage, so `keys` is labelled by `role`
+//!   (current, retiring, incoming, orphan, other); suspended and stale keys have
+//!   their own gauges from the planner's notes.
+//! - Expiry itself is not in a report, only when the current key falls due
+//!   (expiry minus `rotate_before_expiry`, or `max_age`), so the per-lineage gauge
+//!   is `seconds_to_next_rotation`, measured against the clock at scrape time
+//!   (negative: overdue). A lineage rotated in the last sweep has no series until
+//!   the next sweep plans its new key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State as Extract;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::engine::planner::{KeyRole, NextStep, Note};
+use crate::engine::SweepReport;
+use crate::exit::Exit;
+
+/// Every series name starts with this.
+pub const PREFIX: &str = "masv_key_rotator_";
+
+/// The content type of the Prometheus text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+const ROLES: [&str; 5] = ["current", "retiring", "incoming", "orphan", "other"];
+
+/// What the daemon exposes; cheap to clone (one shared state).
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sweep_interval: Duration,
+    clock: SharedClock,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    last: Option<LastSweep>,
+    last_success: Option<DateTime<Utc>>,
+    sweeps_ok: u64,
+    sweeps_failed: u64,
+    rotations_ok: u64,
+    rotations_failed: u64,
+    /// (action, outcome) -> count.
+    actions: BTreeMap<(String, &'static str), u64>,
+    /// Gauges from the last sweep.
+    roles: BTreeMap<&'static str, u64>,
+    next_rotation: BTreeMap<(String, String), DateTime<Utc>>,
+    stale_keys: u64,
+    suspended_keys: u64,
+    lineages: u64,
+    managed_keys: u64,
+    unmanaged_keys: u64,
+}
+
+struct LastSweep {
+    finished_at: DateTime<Utc>,
+    duration_seconds: f64,
+    /// None: the sweep succeeded; Some: why it did not.
+    failure: Option<String>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("sweep_interval", &self.inner.sweep_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+fn role_name(role: KeyRole) -> &'static str {
+    match role {
+        KeyRole::Current => "current",
+        KeyRole::Retiring => "retiring",
+        KeyRole::Incoming => "incoming",
+        KeyRole::Orphan => "orphan",
+        KeyRole::Other => "other",
+    }
+}
+
+/// Why a report does not count as a successful sweep (None: it does).
+fn failure_of(report: &SweepReport) -> Option<String> {
+    match report.exit() {
+        Exit::Success => None,
+        Exit::Unreachable => Some("last sweep could not reach MASV or Vault".into()),
+        _ => Some(format!(
+            "last sweep failed: {} action(s) failed, {} error(s)",
+            report.failed(),
+            report.errors.len()
+        )),
+    }
+}
+
+/// Escapes a label value for the text format (backslash, double quote, newline).
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn seconds(d: chrono::Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}
+
+/// Writes one metric family: HELP, TYPE and its samples.
+struct Family<'a> {
+    out: &'a mut String,
+    name: String,
+}
+
+impl<'a> Family<'a> {
+    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Self {
+        let name = format!("{PREFIX}{name}");
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        Family { out, name }
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: impl std::fmt::Display) -> &mut Self {
+        self.out.push_str(&self.name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+        self
+    }
+}
+
+impl Metrics {
+    /// `sweep_interval` is the schedule's period: `/healthz` fails once the last
+    /// successful sweep is more than two intervals old.
+    pub fn new(sweep_interval: Duration, clock: SharedClock) -> Self {
+        Metrics {
+            inner: Arc::new(Inner {
+                sweep_interval,
+                clock,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain numbers behind: still usable.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes in one finished sweep (call it from the sweep loop's `on_sweep`).
+    pub fn record_sweep(&self, report: &SweepReport) {
+        let finished_at = report
+            .finished_at
+            .or(report.started_at)
+            .unwrap_or_else(|| self.inner.clock.now());
+        let duration_seconds = match (report.started_at, report.finished_at) {
+            (Some(s), Some(f)) if f >= s => seconds(f - s),
+            _ => 0.0,
+        };
+        let failure = failure_of(report);
+
+        let mut roles: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut next_rotation = BTreeMap::new();
+        let rotated: BTreeSet<(&str, &str)> = report
+            .outcomes
+            .iter()
+            .filter(|o| o.ok && (o.action == "rotate" || o.action == "resume"))
+            .map(|o| (o.lineage.team_id.as_str(), o.lineage.name.as_str()))
+            .collect();
+        for plan in &report.plans {
+            for look in &plan.keys {
+                *roles.entry(role_name(look.role)).or_default() += 1;
+            }
+            let l = &plan.lineage;
+            if rotated.contains(&(l.team_id.as_str(), l.name.as_str())) {
+                continue;
+            }
+            let due = plan.keys.iter().find_map(|k| {
+                (k.role == KeyRole::Current && k.next == NextStep::Rotate)
+                    .then_some(k.next_at)
+                    .flatten()
+            });
+            if let Some(at) = due {
+                next_rotation.insert((l.team_id.clone(), l.name.clone()), at);
+            }
+        }
+        let mut stale = BTreeSet::new();
+        let mut suspended = BTreeSet::new();
+        for (_, note) in report.notes() {
+            match note {
+                Note::Stale { key_id } => {
+                    stale.insert(key_id.as_str());
+                }
+                Note::Suspended { key_id } => {
+                    suspended.insert(key_id.as_str());
+                }
+                _ => {}
+            }
+        }
+
+        let mut s = self.state();
+        for o in &report.outcomes {
+            let outcome = if o.ok { "ok" } else { "failed" };
+            *s.actions.entry((o.action.clone(), outcome)).or_default() += 1;
+            if o.action == "rotate" || o.action == "resume" {
+                if o.ok {
+                    s.rotations_ok += 1;
+                } else {
+                    s.rotations_failed += 1;
+                }
+            }
+        }
+        if failure.is_none() {
+            s.sweeps_ok += 1;
+            s.last_success = Some(finished_at);
+        } else {
+            s.sweeps_failed += 1;
+        }
+        s.last = Some(LastSweep {
+            finished_at,
+            duration_seconds,
+            failure,
+        });
+        s.roles = roles;
+        s.next_rotation = next_rotation;
+        s.stale_keys = stale.len() as u64;
+        s.suspended_keys = suspended.len() as u64;
+        s.lineages = report.lineages as u64;
+        s.managed_keys = report.managed_keys as u64;
+        s.unmanaged_keys = report.unmanaged_keys as u64;
+    }
+
+    /// Ok if the last sweep succeeded within two sweep intervals of now; else why not.
+    pub fn health(&self) -> Result<(), String> {
+        let s = self.state();
+        let Some(last) = &s.last else {
+            return Err("no sweep yet".into());
+        };
+        if let Some(why) = &last.failure {
+            return Err(why.clone());
+        }
+        let age = self.inner.clock.now() - last.finished_at;
+        let limit = chrono::Duration::from_std(self.inner.sweep_interval * 2)
+            .unwrap_or(chrono::Duration::MAX);
+        if age > limit {
+            return Err(format!(
+                "last sweep finished {}s ago, more than two sweep intervals ({}s)",
+                age.num_seconds(),
+                limit.num_seconds()
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.health().is_ok()
+    }
+
+    /// The Prometheus text exposition of everything recorded so far.
+    pub fn render(&self) -> String {
+        let now = self.inner.clock.now();
+        let healthy = u8::from(self.healthy());
+        let s = self.state();
+        let mut out = String::new();
+
+        Family::new(
+            &mut out,
+            "sweeps_total",
+            "counter",
+            "Sweeps finished, by result (failed: an action failed, an error, or unreachable).",
+        )
+        .sample(&[("result", "ok")], s.sweeps_ok)
+        .sample(&[("result", "failed")], s.sweeps_failed);
+
+        Family::new(
+            &mut out,
+            "sweep_duration_seconds",
+            "gauge",
+            "How long the last sweep took.",
+        )
+        .sample(&[], s.last.as_ref().map_or(0.0, |l| l.duration_seconds));
+
+        Family::new(
+            &mut out,
+            "last_success_timestamp_seconds",
+            "gauge",
+            "Unix time the last successful sweep finished (0: none yet).",
+        )
+        .sample(&[], s.last_success.map_or(0, |t| t.timestamp()));
+
+        Family::new(
+            &mut out,
+            "rotations_total",
+            "counter",
+            "Rotations started or resumed, by outcome.",
+        )
+        .sample(&[("outcome", "ok")], s.rotations_ok)
+        .sample(&[("outcome", "failed")], s.rotations_failed);
+
+        let mut f = Family::new(
+            &mut out,
+            "actions_total",
+            "counter",
+            "Actions carried out, by kind and outcome.",
+        );
+        for ((action, outcome), n) in &s.actions {
+            f.sample(&[("action", action), ("outcome", outcome)], n);
+        }
+
+        let mut f = Family::new(
+            &mut out,
+            "keys",
+            "gauge",
+            "Managed keys in the last sweep, by role in their lineage.",
+        );
+        for role in ROLES {
+            f.sample(&[("role", role)], s.roles.get(role).copied().unwrap_or(0));
+        }
+
+        Family::new(
+            &mut out,
+            "stale_keys",
+            "gauge",
+            "Active keys unused for unused_after, in the last sweep.",
+        )
+        .sample(&[], s.stale_keys);
+
+        Family::new(
+            &mut out,
+            "suspended_keys",
+            "gauge",
+            "Managed keys MASV has suspended, in the last sweep.",
+        )
+        .sample(&[], s.suspended_keys);
+
+        Family::new(
+            &mut out,
+            "lineages",
+            "gauge",
+            "Lineages planned in the last sweep.",
+        )
+        .sample(&[], s.lineages);
+
+        Family::new(
+            &mut out,
+            "managed_keys",
+            "gauge",
+            "Keys matching a team's patterns in the last sweep.",
+        )
+        .sample(&[], s.managed_keys);
+
+        Family::new(
+            &mut out,
+            "unmanaged_keys",
+            "gauge",
+            "Keys listed but matching no pattern in the last sweep.",
+        )
+        .sample(&[], s.unmanaged_keys);
+
+        let mut f = Family::new(
+            &mut out,
+            "seconds_to_next_rotation",
+            "gauge",
+            "Seconds until the lineage's current key falls due (negative: overdue).",
+        );
+        for ((team_id, lineage), at) in &s.next_rotation {
+            f.sample(
+                &[("team_id", team_id), ("lineage", lineage)],
+                seconds(*at - now),
+            );
+        }
+
+        Family::new(
+            &mut out,
+            "healthy",
+            "gauge",
+            "1 if the last sweep succeeded within two sweep intervals, else 0.",
+        )
+        .sample(&[], healthy);
+        out
+    }
+
+    /// `/metrics` and `/healthz`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics_handler))
+            .route("/healthz", get(healthz_handler))
+            .with_state(self.clone())
+    }
+
+    /// Serves [`Metrics::router`] on `listener` until `shutdown` is cancelled.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    }
+}
+
+async fn metrics_handler(Extract(m): Extract<Metrics>) -> Response {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.render()).into_response()
+}
+
+async fn healthz_handler(Extract(m): Extract<Metrics>) -> Response {
+    match m.health() {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label(r#"a\b"c"#), r#"a\\b\"c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+        assert_eq!(escape_label("ci-*"), "ci-*");
+    }
+}

@@ -1,0 +1,199 @@
+//! The operator's view of every managed key, built from the local database only
+//! (the last list of each team, the rotation records, the Vault view the daemon
+//! keeps), so `status` and `report` work without reaching MASV or Vault.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{Config, Policy};
+use crate::engine::model::LineageId;
+use crate::engine::planner::{is_stale, plan_lineage, KeyRole, LineageSnapshot, NextStep, Note};
+use crate::engine::records::Records;
+use crate::masv::{ApiKey, KeyState};
+use crate::store::StoreError;
+
+/// One managed key.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    pub team_id: String,
+    pub lineage: String,
+    pub key_id: String,
+    pub state: KeyState,
+    pub role: KeyRole,
+    pub created_at: Option<DateTime<Utc>>,
+    pub expiry: Option<DateTime<Utc>>,
+    pub last_request_at: Option<DateTime<Utc>>,
+    pub age_days: Option<i64>,
+    pub next_action: NextStep,
+    pub next_at: Option<DateTime<Utc>>,
+    pub stale: bool,
+}
+
+/// One lineage, with what an auditor asks about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineageView {
+    pub team_id: String,
+    pub lineage: String,
+    /// The key whose secret is in Vault.
+    pub current_key_id: Option<String>,
+    pub current_age_days: Option<i64>,
+    pub last_rotation: Option<DateTime<Utc>>,
+    /// When the current key falls due (None: never, or no current key).
+    pub next_due: Option<DateTime<Utc>>,
+    /// Due and not rotated (or no stored key at all).
+    pub overdue: bool,
+    /// The current key has not been used for `unused_after`.
+    pub stale: bool,
+    pub suspended_keys: Vec<String>,
+    /// Keys older than `max_age`.
+    pub over_max_age: Vec<String>,
+    pub rotation_in_flight: bool,
+    pub within_policy: bool,
+    pub keys: Vec<KeyView>,
+}
+
+/// The whole view.
+#[derive(Debug, Clone, Serialize)]
+pub struct View {
+    pub generated_at: DateTime<Utc>,
+    /// When each team was last listed (the view is as fresh as that).
+    pub listed_at: Option<DateTime<Utc>>,
+    pub lineages: Vec<LineageView>,
+}
+
+impl View {
+    pub fn keys(&self) -> impl Iterator<Item = &KeyView> {
+        self.lineages.iter().flat_map(|l| l.keys.iter())
+    }
+
+    /// Share of lineages within policy, in percent (100 when there are none).
+    pub fn within_policy_percent(&self) -> f64 {
+        if self.lineages.is_empty() {
+            return 100.0;
+        }
+        let ok = self.lineages.iter().filter(|l| l.within_policy).count();
+        100.0 * ok as f64 / self.lineages.len() as f64
+    }
+}
+
+fn age_days(key: &ApiKey, now: DateTime<Utc>) -> Option<i64> {
+    key.created_at.map(|c| (now - c).num_days())
+}
+
+fn older_than(key: &ApiKey, policy: &Policy, now: DateTime<Utc>) -> bool {
+    let max = chrono::Duration::from_std(policy.max_age).unwrap_or(chrono::Duration::MAX);
+    key.created_at.is_some_and(|c| now - c >= max)
+}
+
+/// Builds the view from the database.
+pub async fn build(
+    config: &Config,
+    records: &Records,
+    now: DateTime<Utc>,
+) -> Result<View, StoreError> {
+    let mut lineages = Vec::new();
+    let mut listed_at: Option<DateTime<Utc>> = None;
+    for team in &config.teams {
+        let policy = config.policy_for(team);
+        let matcher = team.matcher();
+        let (keys, seen) = records.snapshot(&team.id).await?;
+        listed_at = match (listed_at, seen) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let recs = records.load_team(&team.id).await?;
+        let last = records.last_rotations(&team.id).await?;
+        let mut names: Vec<String> = keys
+            .iter()
+            .map(|k| k.name.clone())
+            .filter(|n| matcher.is_match(n))
+            .collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let lineage_keys: Vec<&ApiKey> = keys.iter().filter(|k| k.name == name).collect();
+            let vault = recs.vault.get(&name).cloned().flatten();
+            let plan = plan_lineage(&LineageSnapshot {
+                lineage: LineageId::new(&team.id, &name),
+                keys: lineage_keys.clone(),
+                vault: vault.clone(),
+                open_rotation: recs.open.get(&name).cloned(),
+                rolled_back: recs.rolled_back.get(&name).cloned().unwrap_or_default(),
+                known_rotations: recs.known.get(&name).cloned().unwrap_or_else(HashSet::new),
+                retirements: recs.retirements.get(&name).cloned().unwrap_or_default(),
+                verified: &recs.verified,
+                policy,
+                now,
+            });
+            let current = vault
+                .as_ref()
+                .and_then(|v| lineage_keys.iter().find(|k| k.id == v.key_id).copied());
+            let key_views: Vec<KeyView> = lineage_keys
+                .iter()
+                .map(|k| {
+                    let look = plan.keys.iter().find(|o| o.key_id == k.id);
+                    KeyView {
+                        team_id: team.id.clone(),
+                        lineage: name.clone(),
+                        key_id: k.id.clone(),
+                        state: k.state,
+                        role: look.map_or(KeyRole::Other, |o| o.role),
+                        created_at: k.created_at,
+                        expiry: k.expiry,
+                        last_request_at: k.last_request_at,
+                        age_days: age_days(k, now),
+                        next_action: look.map_or(NextStep::None, |o| o.next),
+                        next_at: look.and_then(|o| o.next_at),
+                        stale: k.state == KeyState::Active && is_stale(k, &policy, now),
+                    }
+                })
+                .collect();
+            let next_due = key_views
+                .iter()
+                .find(|k| k.role == KeyRole::Current)
+                .and_then(|k| k.next_at);
+            let overdue = current.is_none() || next_due.is_some_and(|d| d < now);
+            let suspended_keys: Vec<String> = plan
+                .notes
+                .iter()
+                .filter_map(|n| match n {
+                    Note::Suspended { key_id } => Some(key_id.clone()),
+                    _ => None,
+                })
+                .collect();
+            let over_max_age: Vec<String> = lineage_keys
+                .iter()
+                .filter(|k| k.state == KeyState::Active && older_than(k, &policy, now))
+                .map(|k| k.id.clone())
+                .collect();
+            let stale = current.is_some_and(|c| is_stale(c, &policy, now));
+            let current_ok = current.is_some_and(|c| {
+                c.state == KeyState::Active
+                    && !older_than(c, &policy, now)
+                    && c.expiry.is_none_or(|e| e > now)
+            });
+            lineages.push(LineageView {
+                team_id: team.id.clone(),
+                lineage: name.clone(),
+                current_key_id: current.map(|c| c.id.clone()),
+                current_age_days: current.and_then(|c| age_days(c, now)),
+                last_rotation: last.get(&name).copied(),
+                next_due,
+                overdue,
+                stale,
+                suspended_keys,
+                over_max_age,
+                rotation_in_flight: recs.open.contains_key(&name),
+                within_policy: current_ok && !overdue,
+                keys: key_views,
+            });
+        }
+    }
+    Ok(View {
+        generated_at: now,
+        listed_at,
+        lineages,
+    })
+}
