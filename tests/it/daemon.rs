@@ -1,0 +1,492 @@
+//! `run`: sweeps on a cron schedule never overlap, and SIGTERM stops it with exit 0.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::Duration;
+use masv_key_rotator::daemon::{sweep_loop, LoopHooks};
+use masv_key_rotator::simulator::{Fault, FaultKind};
+use reqwest::Method;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::world::World;
+
+#[tokio::test]
+async fn a_sweep_slower_than_its_interval_never_overlaps() {
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), None);
+    // every list call takes 1.5 s; the schedule fires every second
+    w.sim.inject(
+        Fault::new(FaultKind::Latency(StdDuration::from_millis(1500)))
+            .on(Method::GET)
+            .path("/api_keys")
+            .times(100),
+    );
+    let shutdown = CancellationToken::new();
+    let engine = w.engine().await.with_shutdown(shutdown.clone());
+    let stopper = {
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(StdDuration::from_millis(4500)).await;
+            s.cancel();
+        })
+    };
+    let mut reports = 0;
+    let mut on_sweep = |_: &masv_key_rotator::engine::SweepReport| reports += 1;
+    let hooks = LoopHooks {
+        on_sweep: &mut on_sweep,
+        on_idle: &|| {},
+        idle_every: StdDuration::from_secs(1),
+    };
+    let stats = sweep_loop(&engine, "* * * * * *", shutdown, hooks)
+        .await
+        .unwrap();
+    stopper.await.unwrap();
+    assert!(stats.sweeps >= 2, "{stats:?}");
+    assert_eq!(stats.max_concurrent, 1, "sweeps overlapped: {stats:?}");
+    assert!(
+        stats.skipped_ticks >= 1,
+        "ticks during a sweep are skipped: {stats:?}"
+    );
+    assert_eq!(reports as u64, stats.sweeps);
+    // the list calls themselves never overlapped: each began after the previous one ended
+    let lists = w
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/api_keys"))
+        .count() as u64;
+    assert_eq!(lists, stats.sweeps);
+}
+
+#[tokio::test]
+async fn sigterm_finishes_and_exits_0_within_10_seconds() {
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+    let config = w.write_config("\n[schedule]\ncron = \"*/2 * * * * *\"\n");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait until the first sweep has rotated the lineage
+    let started = Instant::now();
+    while w.current("ci-build").await.is_none() {
+        assert!(
+            started.elapsed() < StdDuration::from_secs(20),
+            "the daemon never swept"
+        );
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        signalled.elapsed() < StdDuration::from_secs(10),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(code.code(), Some(0));
+    w.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn sigterm_during_a_slow_step_finishes_that_step_and_leaves_the_rest() {
+    let w = World::new().await;
+    for i in 0..3 {
+        w.seed(
+            &format!("ci-{i}"),
+            Duration::days(10),
+            Some(Duration::days(2)),
+        );
+    }
+    // every create takes 1.5 s: the signal lands while the first ones are in flight
+    w.sim.inject(
+        Fault::new(FaultKind::Latency(StdDuration::from_millis(1500)))
+            .on(Method::POST)
+            .path("/api_keys")
+            .times(10),
+    );
+    let config = w.write_config("\n[schedule]\ncron = \"0 0 * * * *\"\n");
+    let one_at_a_time = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("timeout = \"5s\"", "timeout = \"5s\"\nmax_concurrency = 1");
+    std::fs::write(&config, one_at_a_time).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !w
+        .sim
+        .requests()
+        .iter()
+        .any(|r| r.method == "GET" && r.path.ends_with("/api_keys"))
+    {
+        assert!(
+            started.elapsed() < StdDuration::from_secs(20),
+            "the daemon never listed"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code.code(), Some(0));
+    // whatever was in flight finished cleanly: the next start settles everything
+    w.assert_safe_after_crash().await;
+    let r = w.sweep().await;
+    assert_eq!(
+        r.exit(),
+        masv_key_rotator::exit::Exit::Success,
+        "{:?}",
+        r.outcomes
+    );
+    for i in 0..3 {
+        assert!(w.current(&format!("ci-{i}")).await.is_some());
+    }
+    w.assert_invariants().await;
+}
+
+/// A `run` child with its stderr collected line by line.
+struct Daemon {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Daemon {
+    fn start(config: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"));
+        cmd.args(["--config", config.to_str().unwrap(), "run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    async fn wait_for_log(&self, needle: &str) {
+        let started = Instant::now();
+        while !self.log().contains(needle) {
+            assert!(
+                started.elapsed() < StdDuration::from_secs(20),
+                "never logged {needle:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    async fn stop(mut self) -> Option<i32> {
+        self.signal("-TERM");
+        tokio::task::spawn_blocking(move || self.child.wait().unwrap().code())
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn sd_notify_ready_then_watchdog_and_status() {
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+    let config = w.write_config("\n[schedule]\ncron = \"*/2 * * * * *\"\n");
+    let socket_path = config.with_file_name("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(StdDuration::from_millis(500)))
+        .unwrap();
+    let daemon = Daemon::start(
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
+    let messages = tokio::task::spawn_blocking(move || {
+        let mut got: Vec<String> = Vec::new();
+        let started = Instant::now();
+        let mut buf = [0u8; 4096];
+        while started.elapsed() < StdDuration::from_secs(15) {
+            if let Ok(n) = socket.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            let ready = got.iter().any(|m| m.contains("READY=1"));
+            let pings = got.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+            let status = got.iter().any(|m| m.starts_with("STATUS=last sweep"));
+            if ready && pings >= 2 && status {
+                break;
+            }
+        }
+        got
+    })
+    .await
+    .unwrap();
+    let code = daemon.stop().await;
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        messages.first().map(String::as_str),
+        Some("READY=1\n"),
+        "READY comes first: {messages:?}"
+    );
+    assert!(
+        messages.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2,
+        "{messages:?}"
+    );
+    let status = messages
+        .iter()
+        .find(|m| m.starts_with("STATUS="))
+        .expect("a STATUS");
+    assert!(
+        status.contains("1 lineage(s)") && status.contains("0 failed"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn no_ready_when_the_first_login_fails() {
+    let w = World::new().await;
+    let config = w.write_config_with(
+        "not-the-password",
+        &w.vault.root_token.clone(),
+        &w.vault.address.clone(),
+        "",
+    );
+    let socket_path = config.with_file_name("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
+            .args(["--config", config.to_str().unwrap(), "run"])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("first MASV login failed"));
+    let mut buf = [0u8; 256];
+    assert!(
+        socket.recv(&mut buf).is_err(),
+        "nothing was sent to systemd"
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_a_valid_config_and_keeps_the_old_on_an_invalid_one() {
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+    w.seed("laptop-7", Duration::days(10), Some(Duration::days(2)));
+    let config = w.write_config("\n[schedule]\ncron = \"*/1 * * * * *\"\n");
+    let daemon = Daemon::start(&config, &[]);
+    daemon.wait_for_log("sweep finished").await;
+    assert!(w.current("laptop-7").await.is_none(), "not managed yet");
+    // a valid change: manage laptop-* too
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "keys = [\"ci-*\", \"render-*\"]",
+        "keys = [\"ci-*\", \"render-*\", \"laptop-*\"]",
+    );
+    std::fs::write(&config, &text).unwrap();
+    daemon.signal("-HUP");
+    daemon.wait_for_log("config reloaded").await;
+    let started = Instant::now();
+    while w.current("laptop-7").await.is_none() {
+        assert!(
+            started.elapsed() < StdDuration::from_secs(20),
+            "the reloaded config was not applied:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    // an invalid one: rejected, the daemon keeps running on the previous config
+    std::fs::write(
+        &config,
+        text.replace("cron = \"*/1 * * * * *\"", "cron = \"every minute\""),
+    )
+    .unwrap();
+    daemon.signal("-HUP");
+    daemon.wait_for_log("reloaded config rejected").await;
+    assert!(daemon.log().contains("schedule.cron"), "{}", daemon.log());
+    let sweeps_before = daemon.log().matches("sweep finished").count();
+    let started = Instant::now();
+    while daemon.log().matches("sweep finished").count() <= sweeps_before {
+        assert!(
+            started.elapsed() < StdDuration::from_secs(20),
+            "stopped sweeping after a bad reload"
+        );
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    assert_eq!(daemon.stop().await, Some(0));
+}
+
+#[tokio::test]
+async fn a_second_instance_on_the_same_database_is_refused() {
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+    let config = w.write_config("\n[schedule]\ncron = \"0 0 * * * *\"\n");
+    let daemon = Daemon::start(&config, &[]);
+    daemon.wait_for_log("sweep finished").await;
+    let cfg = config.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
+            .args(["--config", cfg.to_str().unwrap(), "once"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another masv-key-rotator")
+            && err.contains(&format!("pid {}", daemon.child.id())),
+        "{err}"
+    );
+    let before = w.sim.mutations().len();
+    assert_eq!(daemon.stop().await, Some(0));
+    assert_eq!(
+        w.sim.mutations().len(),
+        before,
+        "the refused instance changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn run_serves_metrics_and_healthz_after_a_sweep() {
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = w.write_config(&format!(
+        "\n[schedule]\ncron = \"0 0 * * * *\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let daemon = Daemon::start(&config, &[]);
+    daemon.wait_for_log("sweep finished").await;
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("masv_key_rotator_sweeps_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("masv_key_rotator_rotations_total{outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    let health = http
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    assert_eq!(daemon.stop().await, Some(0));
+}
+
+#[tokio::test]
+async fn a_failed_rotation_posts_a_webhook() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+    let ro = w.vault.read_only_token().await;
+    let config = w.write_config_with(
+        crate::helpers::world::PASSWORD,
+        &ro,
+        &w.vault.address.clone(),
+        &format!("\n[notify]\nwebhook_url = \"{hook}\"\n"),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
+            .args(["--config", config.to_str().unwrap(), "once"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let got = received.lock().unwrap().clone();
+    let failed = got
+        .iter()
+        .find(|e| e["event"] == "rotation_failed")
+        .unwrap_or_else(|| panic!("{got:?}"));
+    assert_eq!(failed["lineage"], "ci-build");
+    let text = serde_json::to_string(&got).unwrap();
+    for s in w.sim.issued_secrets().iter().chain([&ro]) {
+        assert!(!text.contains(s.as_str()), "a secret in a webhook");
+    }
+}

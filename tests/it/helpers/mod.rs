@@ -1,0 +1,5 @@
+//! Test rig: isolated worlds of simulator, Vault and SQLite.
+
+pub mod vault;
+pub mod vault_proxy;
+pub mod world;

@@ -1,0 +1,182 @@
+//! A loopback proxy in front of the test Vault that can fail or delay chosen
+//! requests, so Vault faults can be injected at a single step of a rotation.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, Clone)]
+pub enum VaultFault {
+    /// Answer with this status and Vault's error shape.
+    Status(u16, &'static str),
+    /// Wait this long before forwarding.
+    Delay(Duration),
+    /// Someone else writes the same secret just before this request is forwarded.
+    ForeignWriteFirst,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    method: Method,
+    path_contains: String,
+    fault: VaultFault,
+    times: usize,
+}
+
+#[derive(Clone)]
+struct Proxy {
+    upstream: String,
+    http: reqwest::Client,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+pub struct VaultProxy {
+    pub address: String,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    log: Arc<Mutex<Vec<String>>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for VaultProxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl VaultProxy {
+    pub async fn start(upstream: &str) -> VaultProxy {
+        let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let proxy = Proxy {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            rules: rules.clone(),
+            log: log.clone(),
+        };
+        let app = axum::Router::new().fallback(forward).with_state(proxy);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { s.cancelled().await })
+                .await
+                .unwrap();
+        });
+        VaultProxy {
+            address,
+            rules,
+            log,
+            stop,
+        }
+    }
+
+    /// Fails the next `times` requests with `method` whose path and query contain `path_contains`.
+    pub fn inject(&self, method: Method, path_contains: &str, fault: VaultFault, times: usize) {
+        self.rules.lock().unwrap().push(Rule {
+            method,
+            path_contains: path_contains.to_string(),
+            fault,
+            times,
+        });
+    }
+
+    /// "METHOD path?query status" of every request seen.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+async fn forward(
+    State(p): State<Proxy>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let target = uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_default();
+    let fault = {
+        let mut rules = p.rules.lock().unwrap();
+        let hit = rules
+            .iter()
+            .position(|r| r.times > 0 && r.method == method && target.contains(&r.path_contains));
+        hit.map(|i| {
+            rules[i].times -= 1;
+            rules[i].fault.clone()
+        })
+    };
+    if let Some(VaultFault::Status(code, message)) = &fault {
+        p.log
+            .lock()
+            .unwrap()
+            .push(format!("{method} {target} {code} (injected)"));
+        let body = serde_json::json!({ "errors": [message] });
+        return (StatusCode::from_u16(*code).unwrap(), axum::Json(body)).into_response();
+    }
+    if let Some(VaultFault::Delay(d)) = &fault {
+        tokio::time::sleep(*d).await;
+    }
+    if let Some(VaultFault::ForeignWriteFirst) = &fault {
+        // e.g. an operator re-saving the secret by hand: a new version, same content
+        let token = headers.get("x-vault-token").cloned().expect("a token");
+        let url = format!("{}{}", p.upstream, uri.path());
+        let current: serde_json::Value = p
+            .http
+            .get(&url)
+            .header("x-vault-token", token.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let status = p
+            .http
+            .post(&url)
+            .header("x-vault-token", token)
+            .json(&serde_json::json!({ "data": current["data"]["data"] }))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        p.log
+            .lock()
+            .unwrap()
+            .push(format!("POST {} {status} (foreign write)", uri.path()));
+    }
+    let mut req = p
+        .http
+        .request(method.clone(), format!("{}{target}", p.upstream))
+        .body(body);
+    for (name, value) in headers.iter() {
+        if name != "host" && name != "content-length" {
+            req = req.header(name, value);
+        }
+    }
+    match req.send().await {
+        Ok(r) => {
+            let status = r.status();
+            p.log
+                .lock()
+                .unwrap()
+                .push(format!("{method} {target} {}", status.as_u16()));
+            let ct = r.headers().get("content-type").cloned();
+            let bytes = r.bytes().await.unwrap_or_default();
+            let mut resp = (StatusCode::from_u16(status.as_u16()).unwrap(), bytes).into_response();
+            if let Some(ct) = ct {
+                resp.headers_mut().insert("content-type", ct);
+            }
+            resp
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}

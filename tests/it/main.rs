@@ -1,0 +1,20 @@
+//! Integration tests: one binary, one module per area, a shared rig in `helpers`.
+
+mod bad_input;
+mod cli;
+mod config_files;
+mod daemon;
+mod engine;
+mod fault_matrix;
+mod helpers;
+mod kill;
+mod masv_client;
+mod metrics;
+mod notify;
+mod operator;
+mod simulator;
+mod store;
+mod store_faults;
+mod tls;
+mod vault;
+mod vault_faults;
