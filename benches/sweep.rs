@@ -1,0 +1,362 @@
+//! The sweep benchmark (`scripts/bench`): the release binary against the MASV
+//! simulator with a latency injected into every MASV request, and a real
+//! OpenBao. Prints one table: wall time, calls, the round-trip bound
+//! (MASV calls × L ÷ max_concurrency), the ratio to it, peak RSS; then idle RSS
+//! and CPU of `run`, binary size and audit rows per second.
+//!
+//! Needs `VAULT_ADDR` and `VAULT_TOKEN` (scripts/bench starts a throwaway OpenBao)
+//! and `MASV_KEY_ROTATOR_BIN` (the release binary).
+//! Options: --teams N --keys M --latency-ms L --concurrency C --baseline-keys K --idle-secs S
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use masv_key_rotator::clock::SystemClock;
+use masv_key_rotator::masv::KeyState;
+use masv_key_rotator::simulator::{Fault, FaultKind, Role, SeedKey, Simulator};
+
+struct Opts {
+    teams: usize,
+    keys: usize,
+    latency_ms: u64,
+    concurrency: usize,
+    baseline_keys: usize,
+    idle_secs: u64,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        teams: 20,
+        keys: 500,
+        latency_ms: 10,
+        concurrency: 8,
+        baseline_keys: 200,
+        idle_secs: 60,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let v = args.get(i + 1).and_then(|s| s.parse::<u64>().ok());
+        match (args[i].as_str(), v) {
+            ("--teams", Some(v)) => o.teams = v as usize,
+            ("--keys", Some(v)) => o.keys = v as usize,
+            ("--latency-ms", Some(v)) => o.latency_ms = v,
+            ("--concurrency", Some(v)) => o.concurrency = v as usize,
+            ("--baseline-keys", Some(v)) => o.baseline_keys = v as usize,
+            ("--idle-secs", Some(v)) => o.idle_secs = v,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+fn team_id(i: usize) -> String {
+    format!("01BENCH{:019}", i)
+}
+
+struct World {
+    sim: Simulator,
+    base_url: String,
+    dir: tempfile::TempDir,
+    _running: masv_key_rotator::simulator::RunningSimulator,
+}
+
+async fn world(teams: usize, keys: usize, latency: Duration) -> World {
+    let sim = Simulator::new(Arc::new(SystemClock));
+    let ids: Vec<String> = (0..teams).map(team_id).collect();
+    for t in &ids {
+        sim.add_team(t, "bench");
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    sim.add_user("bench@bench.invalid", "bench-password", Role::Owner, &refs);
+    for t in &ids {
+        for k in 0..keys {
+            sim.seed_key(t, SeedKey::active(&format!("render-{k:05}")));
+        }
+    }
+    if !latency.is_zero() {
+        sim.inject(Fault::new(FaultKind::Latency(latency)).times(usize::MAX));
+    }
+    let running = sim.spawn().await.expect("simulator");
+    World {
+        base_url: running.base_url.clone(),
+        sim,
+        dir: tempfile::tempdir().unwrap(),
+        _running: running,
+    }
+}
+
+fn write_config(w: &World, teams: usize, concurrency: usize, prefix: &str) -> PathBuf {
+    let dir = w.dir.path();
+    std::fs::write(dir.join("pw"), "bench-password\n").unwrap();
+    std::fs::write(
+        dir.join("token"),
+        format!("{}\n", std::env::var("VAULT_TOKEN").expect("VAULT_TOKEN")),
+    )
+    .unwrap();
+    for f in ["pw", "token"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut text = format!(
+        "[masv]\nbase_url = \"{}\"\nemail = \"bench@bench.invalid\"\npassword_file = \"{}\"\nmax_concurrency = {concurrency}\ntimeout = \"60s\"\n\n[vault]\naddress = \"{}\"\ntoken_file = \"{}\"\npath_prefix = \"{prefix}\"\n\n[database]\npath = \"{}\"\n\n[schedule]\ncron = \"0 0 * * * *\"\n\n[log]\nlevel = \"warn\"\n",
+        w.base_url,
+        dir.join("pw").display(),
+        std::env::var("VAULT_ADDR").expect("VAULT_ADDR"),
+        dir.join("token").display(),
+        dir.join("state.db").display(),
+    );
+    for t in 0..teams {
+        text.push_str(&format!(
+            "\n[[team]]\nid = \"{}\"\nkeys = [\"render-*\"]\n",
+            team_id(t)
+        ));
+    }
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Run {
+    wall: f64,
+    rss_kb: u64,
+    masv: u64,
+    vault: u64,
+    stdout: String,
+}
+
+fn once(bin: &Path, config: &Path) -> Run {
+    let started = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "BENCH_RSS_KB=%M"])
+        .arg(bin)
+        .args(["--config", config.to_str().unwrap(), "once"])
+        .output()
+        .expect("run the binary");
+    let wall = started.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "once failed: {stdout}\n{stderr}");
+    let rss_kb = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("BENCH_RSS_KB="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let calls = stdout
+        .lines()
+        .find(|l| l.starts_with("calls:"))
+        .unwrap_or("")
+        .to_string();
+    let num_after = |tag: &str| -> u64 {
+        calls
+            .split(tag)
+            .nth(1)
+            .and_then(|r| r.trim().split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Run {
+        wall,
+        rss_kb,
+        masv: num_after("MASV "),
+        vault: num_after("Vault "),
+        stdout,
+    }
+}
+
+fn row(name: &str, r: &Run, latency_ms: u64, concurrency: usize) {
+    let bound = r.masv as f64 * latency_ms as f64 / 1000.0 / concurrency as f64;
+    let ratio = if bound > 0.0 { r.wall / bound } else { 0.0 };
+    println!(
+        "| {name:<34} | {:>8.2} s | {:>7} | {:>7} | {:>8.2} s | {:>5.2} | {:>7.1} MiB |",
+        r.wall,
+        r.masv,
+        r.vault,
+        bound,
+        ratio,
+        r.rss_kb as f64 / 1024.0
+    );
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit(')').next()?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+#[tokio::main]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --benches` runs this target without `--bench`; the
+        // benchmark takes minutes and a Vault, so it runs only from scripts/bench.
+        eprintln!("sweep benchmark: not run under `cargo test`; use scripts/bench");
+        return;
+    }
+    let o = opts();
+    // cargo sets this for bench targets: the binary built with the bench profile.
+    let bin = PathBuf::from(
+        std::env::var("MASV_KEY_ROTATOR_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_masv-key-rotator").into()),
+    );
+    if !bin.exists() {
+        eprintln!("sweep benchmark: no binary at {}", bin.display());
+        std::process::exit(2);
+    }
+    let latency = Duration::from_millis(o.latency_ms);
+    let total = o.teams * o.keys;
+    println!("masv-key-rotator sweep benchmark: {} teams x {} keys = {total} keys, MASV latency L = {} ms, max_concurrency = {}", o.teams, o.keys, o.latency_ms, o.concurrency);
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            )
+            .unwrap_or_default()
+    );
+    println!();
+    println!("| sweep                              |     wall  | MASV    | Vault   | RTT bound | ratio |  peak RSS   |");
+    println!("| ---------------------------------- | --------: | ------: | ------: | --------: | ----: | ----------: |");
+
+    let w = world(o.teams, o.keys, latency).await;
+    let prefix = format!("bench-{}", std::process::id());
+    let config = write_config(&w, o.teams, o.concurrency, &prefix);
+    let adoption = once(&bin, &config);
+    assert!(
+        adoption
+            .stdout
+            .contains(&format!("result: {total} action(s) ok, 0 failed")),
+        "{}",
+        adoption.stdout
+    );
+    row(
+        &format!("adoption ({total} due)"),
+        &adoption,
+        o.latency_ms,
+        o.concurrency,
+    );
+    let steady = once(&bin, &config);
+    row("steady (none due)", &steady, o.latency_ms, o.concurrency);
+    // mixed: MASV suspends 10 % of the current keys, which makes them due
+    let mut suspended = 0;
+    for t in 0..o.teams {
+        let keys = w.sim.keys(&team_id(t));
+        for k in keys
+            .iter()
+            .filter(|k| k.state == KeyState::Active && k.description.starts_with("managed by"))
+            .step_by(10)
+        {
+            w.sim.set_key_state(&k.id, KeyState::Suspended);
+            suspended += 1;
+        }
+    }
+    let mixed = once(&bin, &config);
+    row(
+        &format!("mixed ({suspended} due, 10 %)"),
+        &mixed,
+        o.latency_ms,
+        o.concurrency,
+    );
+
+    // audit rows per second during adoption
+    let rows = Command::new(&bin)
+        .args(["--config", config.to_str().unwrap(), "history", "--json"])
+        .output()
+        .map(|out| {
+            serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+                .map(|v| v.len())
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+
+    // baseline: the same adoption at max_concurrency = 8 and = 1 on a smaller set
+    let base_keys = o.baseline_keys;
+    let mut speed = Vec::new();
+    for c in [o.concurrency, 1] {
+        let bw = world(1, base_keys, latency).await;
+        let cfg = write_config(&bw, 1, c, &format!("{prefix}-c{c}"));
+        let r = once(&bin, &cfg);
+        row(
+            &format!("adoption of {base_keys}, max_concurrency {c}"),
+            &r,
+            o.latency_ms,
+            c,
+        );
+        speed.push(r.wall);
+    }
+    println!();
+    println!(
+        "speed-up of max_concurrency {} over 1: {:.2}x (ideal {})",
+        o.concurrency,
+        speed[1] / speed[0],
+        o.concurrency
+    );
+    println!(
+        "audit rows written by the adoption sweep: {rows} ({:.0} rows/s)",
+        rows as f64 / adoption.wall
+    );
+
+    // idle `run`: RSS and CPU over idle_secs with nothing due
+    let mut child = Command::new(&bin)
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run");
+    let pid = child.id();
+    // let the start-up sweep finish
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut waited = 0;
+    while w.sim.requests().len() < adoption.masv as usize && waited < 120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        waited += 1;
+    }
+    let t0 = cpu_ticks(pid).unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(o.idle_secs)).await;
+    let t1 = cpu_ticks(pid).unwrap_or(0);
+    let rss_kb = proc_field(pid, "status", "VmRSS:").unwrap_or(0);
+    let anon_kb = proc_field(pid, "status", "RssAnon:").unwrap_or(0);
+    let file_kb = proc_field(pid, "status", "RssFile:").unwrap_or(0);
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+    let ticks_per_s = 100.0;
+    let cpu_pct = (t1 - t0) as f64 / ticks_per_s / o.idle_secs as f64 * 100.0;
+    println!(
+        "idle run over {} s: RSS {:.1} MiB ({:.1} MiB anonymous, {:.1} MiB file-backed: the executable's pages), CPU {:.3} % of a core",
+        o.idle_secs,
+        rss_kb as f64 / 1024.0,
+        anon_kb as f64 / 1024.0,
+        file_kb as f64 / 1024.0,
+        cpu_pct
+    );
+    let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "binary size: {:.1} MiB ({})",
+        size as f64 / 1024.0 / 1024.0,
+        bin.display()
+    );
+}
