@@ -10,7 +10,8 @@ CREATE TABLE rotations (
     old_key_id    TEXT,
     new_key_id    TEXT,
     phase         TEXT NOT NULL CHECK (phase IN ('creating', 'created', 'storing', 'stored',
-                      'activating', 'active', 'verified', 'rolling_back', 'rolled_back')),
+                      'activating', 'active', 'verified', 'rolling_back', 'rolled_back',
+                      'abandoned')),
     cas           INTEGER NOT NULL,
     vault_version INTEGER,
     started_at    TEXT NOT NULL,
@@ -23,7 +24,7 @@ CREATE TABLE rotations (
 -- Invariant 4: at most one rotation per lineage in flight, enforced by the database.
 CREATE UNIQUE INDEX rotations_one_open_per_lineage
     ON rotations (team_id, key_name)
-    WHERE phase NOT IN ('verified', 'rolled_back');
+    WHERE phase NOT IN ('verified', 'rolled_back', 'abandoned');
 CREATE INDEX rotations_by_team ON rotations (team_id, key_name);
 
 -- Replaced keys on their way out. deactivated_at is set only when the daemon itself

@@ -67,6 +67,41 @@ impl StepError {
 }
 
 /// What one lineage sees during one sweep.
+/// How a resumed rotation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumed {
+    /// Finished, rolled back, or left for the next sweep with its error recorded.
+    Finished,
+    /// Given up because its new key can never be verified; the lineage is due again.
+    Abandoned(DueReason),
+}
+
+/// Why a stored incoming key can never be verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeadKey {
+    Gone,
+    Suspended,
+    Expired,
+}
+
+impl DeadKey {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeadKey::Gone => "is gone from MASV",
+            DeadKey::Suspended => "was suspended",
+            DeadKey::Expired => "expired",
+        }
+    }
+
+    fn due_reason(self) -> DueReason {
+        match self {
+            DeadKey::Gone => DueReason::CurrentGone,
+            DeadKey::Suspended => DueReason::CurrentSuspended,
+            DeadKey::Expired => DueReason::Expiring,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LineageContext {
     pub lineage: LineageId,
@@ -647,11 +682,124 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         &self,
         ctx: &LineageContext,
         rot: &RotationRecord,
-    ) -> Result<(), StepError> {
-        let lineage = &ctx.lineage;
+    ) -> Result<Resumed, StepError> {
         let rid = rot.rotation_id.as_str();
         info!("resuming an unfinished rotation");
-        match rot.phase {
+        if rot.phase.secret_stored() {
+            let new_id = rot.new_key_id.clone().unwrap_or_default();
+            if let Some(why) = self.dead_incoming(ctx, &new_id) {
+                return self.abandon(ctx, rid, &new_id, why).await;
+            }
+        }
+        self.resume_phase(ctx, rot).await
+    }
+
+    /// Why an incoming key whose secret reached Vault can never be verified, if so.
+    /// Without this check a rotation whose new key expired (or was suspended or
+    /// deleted by someone) before it could be verified would be resumed forever.
+    fn dead_incoming(&self, ctx: &LineageContext, new_id: &str) -> Option<DeadKey> {
+        match ctx.key(new_id) {
+            None => Some(DeadKey::Gone),
+            Some(k) if k.state == KeyState::Suspended => Some(DeadKey::Suspended),
+            Some(k) if k.expiry.is_some_and(|e| e <= self.now()) => Some(DeadKey::Expired),
+            Some(_) => None,
+        }
+    }
+
+    /// Gives up a rotation whose stored new key can never work. Nothing in MASV or
+    /// Vault is changed: the old keys stay as they are (invariant 1), the dead key's
+    /// version stays in Vault's history, and an inactive dead key is handed to the
+    /// normal deletion path so it is not left behind (invariant 3).
+    async fn abandon(
+        &self,
+        ctx: &LineageContext,
+        rid: &str,
+        new_id: &str,
+        why: DeadKey,
+    ) -> Result<Resumed, StepError> {
+        let lineage = &ctx.lineage;
+        let now = self.now();
+        let mut changes = vec![Self::phase_failed(
+            rid,
+            RotationPhase::Abandoned,
+            &format!("the new key {}", why.as_str()),
+        )];
+        let mut disposal = "";
+        match ctx.key(new_id).map(|k| k.state) {
+            None => changes.push(Change::SnapshotRemove {
+                key_id: new_id.to_string(),
+            }),
+            Some(KeyState::Inactive) => {
+                // Created inactive by the daemon and never served: deleted after
+                // `delete_after`, like a key the daemon deactivated.
+                disposal = "; it stays inactive and is deleted after delete_after";
+                changes.push(Change::Retirement(RetirementRecord {
+                    key_id: new_id.to_string(),
+                    lineage: lineage.clone(),
+                    rotation_id: Some(rid.to_string()),
+                    replaced_at: now,
+                    phase: RetirePhase::Inactive,
+                    deactivated_at: Some(now),
+                }));
+            }
+            // An active dead key retires once its replacement is verified; a
+            // suspended one cannot be toggled and is reported.
+            Some(_) => {}
+        }
+        warn!(key_id = %new_id, reason = why.as_str(), "abandoned the rotation: its new key can never be verified");
+        self.records
+            .apply(
+                changes,
+                vec![self.entry(
+                    lineage,
+                    Some(new_id),
+                    AuditAction::Abandon,
+                    Outcome::Ok,
+                    format!(
+                        "the new key {} before it was verified; old keys untouched{disposal}; a new rotation replaces it",
+                        why.as_str()
+                    ),
+                    Some(rid),
+                )],
+            )
+            .await?;
+        Ok(Resumed::Abandoned(why.due_reason()))
+    }
+
+    /// Starts the rotation that replaces an abandoned one, in the same sweep, so
+    /// Vault does not keep pointing at a dead key until the next one.
+    pub async fn replace_abandoned(
+        &self,
+        ctx: &LineageContext,
+        reason: DueReason,
+    ) -> Result<(), StepError> {
+        let lineage = &ctx.lineage;
+        let view = self
+            .secrets
+            .read(&lineage.team_id, &lineage.name)
+            .await?
+            .map(|s| VaultView {
+                key_id: s.secret.key_id.clone(),
+                version: s.version,
+            });
+        let cas = view.as_ref().map_or(0, |v| v.version);
+        let fresh = LineageContext {
+            vault: view,
+            vault_fresh: true,
+            open_rotation: None,
+            ..ctx.clone()
+        };
+        self.rotate(&fresh, reason, cas).await
+    }
+
+    async fn resume_phase(
+        &self,
+        ctx: &LineageContext,
+        rot: &RotationRecord,
+    ) -> Result<Resumed, StepError> {
+        let lineage = &ctx.lineage;
+        let rid = rot.rotation_id.as_str();
+        let finished = match rot.phase {
             RotationPhase::Creating => {
                 let found = ctx
                     .keys
@@ -716,6 +864,9 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                             "found in Vault after a restart",
                         )
                         .await?;
+                        if let Some(why) = self.dead_incoming(ctx, &new_id) {
+                            return self.abandon(ctx, rid, &new_id, why).await;
+                        }
                         let rot = RotationRecord {
                             phase: RotationPhase::Stored,
                             vault_version: Some(stored.version),
@@ -747,10 +898,21 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
             }
             RotationPhase::Active => {
                 let new_id = rot.new_key_id.clone().unwrap_or_default();
-                self.verify(ctx, rot, &new_id, None).await
+                if ctx
+                    .key(&new_id)
+                    .is_some_and(|k| k.state == KeyState::Inactive)
+                {
+                    // Deactivated by someone since we activated it: activate again.
+                    self.activate_and_verify(ctx, rot, None).await
+                } else {
+                    self.verify(ctx, rot, &new_id, None).await
+                }
             }
-            RotationPhase::Verified | RotationPhase::RolledBack => Ok(()),
-        }
+            RotationPhase::Verified | RotationPhase::RolledBack | RotationPhase::Abandoned => {
+                Ok(())
+            }
+        };
+        finished.map(|()| Resumed::Finished)
     }
 
     // -------------------------------------------------------------- retirement

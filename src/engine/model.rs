@@ -111,6 +111,10 @@ pub enum RotationPhase {
     RollingBack,
     /// Terminal: the new key was removed (or never created); the old key is untouched.
     RolledBack,
+    /// Terminal: the new key reached Vault but can never be verified (it expired,
+    /// was suspended or deleted before the rotation finished). The old keys are
+    /// untouched and a fresh rotation replaces the dead key.
+    Abandoned,
 }
 
 impl RotationPhase {
@@ -125,11 +129,15 @@ impl RotationPhase {
             RotationPhase::Verified => "verified",
             RotationPhase::RollingBack => "rolling_back",
             RotationPhase::RolledBack => "rolled_back",
+            RotationPhase::Abandoned => "abandoned",
         }
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, RotationPhase::Verified | RotationPhase::RolledBack)
+        matches!(
+            self,
+            RotationPhase::Verified | RotationPhase::RolledBack | RotationPhase::Abandoned
+        )
     }
 
     /// Whether the new key's secret has reached Vault in this phase.
@@ -163,6 +171,7 @@ impl FromStr for RotationPhase {
             "verified" => RotationPhase::Verified,
             "rolling_back" => RotationPhase::RollingBack,
             "rolled_back" => RotationPhase::RolledBack,
+            "abandoned" => RotationPhase::Abandoned,
             other => return Err(format!("unknown rotation phase {other:?}")),
         })
     }

@@ -155,7 +155,7 @@ impl Records {
                         .or_default()
                         .insert(r.rotation_id.clone());
                 }
-                RotationPhase::Verified => {}
+                RotationPhase::Verified | RotationPhase::Abandoned => {}
                 _ => {
                     out.open.insert(name, r);
                 }

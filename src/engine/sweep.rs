@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::executor::{Executor, LineageContext, StepError};
+use super::executor::{Executor, LineageContext, Resumed, StepError};
 use super::failpoints::{Crashed, Failpoints};
 use super::model::{DueReason, LineageId, VaultView};
 use super::planner::{plan_lineage, Action, LineagePlan, LineageSnapshot, Note};
@@ -461,7 +461,12 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             let outcome = match action {
                 Action::Rotate { reason, cas, .. } => exec.rotate(&ctx, *reason, *cas).await,
                 Action::Resume { .. } => match &ctx.open_rotation {
-                    Some(rot) => exec.resume(&ctx, rot).await,
+                    Some(rot) => match exec.resume(&ctx, rot).await {
+                        Ok(Resumed::Abandoned(reason)) => {
+                            exec.replace_abandoned(&ctx, reason).await
+                        }
+                        other => other.map(|_| ()),
+                    },
                     None => Ok(()),
                 },
                 Action::Deactivate { key_id, reason } => {

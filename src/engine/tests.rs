@@ -855,3 +855,153 @@ async fn crash_at_every_boundary_then_restart_settles() {
         settled_after_crash(boundary).await;
     }
 }
+
+/// A rotation interrupted after its new key reached Vault, whose new key then
+/// dies (expires, is suspended or deleted by someone) before a restart.
+async fn interrupted_then_new_key_dies(boundary: Boundary, kill: fn(&Rig, &str)) -> Rig {
+    let rig = Rig::new().await;
+    let old = rig.masv.seed(
+        "ci-build",
+        KeyState::Active,
+        Duration::days(10),
+        Some(Duration::days(2)),
+    );
+    let engine = rig.engine();
+    engine.failpoints().arm(boundary);
+    assert!(engine.sweep(&SweepMode::Apply).await.is_err());
+    drop(engine);
+    let (_, dead, _) = rig
+        .vault
+        .current("ci-build")
+        .expect("stored before the crash");
+    kill(&rig, &dead);
+
+    let r = rig.sweep().await;
+    assert_eq!(r.failed(), 0, "{boundary:?}: {:?}", r.outcomes);
+    // The stuck rotation was given up and a fresh one finished in the same sweep.
+    let rotations = Records::new(rig.store.clone()).rotations().await.unwrap();
+    let mut phases: Vec<_> = rotations.iter().map(|r| r.phase.as_str()).collect();
+    phases.sort();
+    assert_eq!(phases, vec!["abandoned", "verified"], "{boundary:?}");
+    let (_, current, secret) = rig.vault.current("ci-build").unwrap();
+    assert_ne!(current, dead);
+    assert!(rig
+        .masv
+        .check_key(TEAM, &SecretString::from(secret))
+        .await
+        .is_ok());
+    assert!(rig
+        .audit()
+        .await
+        .iter()
+        .any(|a| a.action == AuditAction::Abandon && a.key_id.as_deref() == Some(dead.as_str())));
+    // Nothing was taken from the old key while the dead one was current.
+    assert!(rig.masv.mutations().iter().all(|(_, id)| id != &old));
+    rig.assert_invariants("ci-build").await;
+    rig
+}
+
+fn expire(rig: &Rig, _dead: &str) {
+    rig.clock.advance(Duration::days(31));
+}
+
+#[tokio::test]
+async fn new_key_expired_before_verification_is_abandoned_and_replaced() {
+    for boundary in [Boundary::AfterStore, Boundary::BeforeActivate] {
+        let rig = interrupted_then_new_key_dies(boundary, expire).await;
+        // The dead key was never activated: it is deleted delete_after later,
+        // and the old key retires as usual once the new one is verified.
+        let dead = rig.vault.state.lock().unwrap().versions[&(TEAM.into(), "ci-build".into())][0]
+            .0
+            .clone();
+        assert_eq!(rig.masv.key(&dead).unwrap().state, KeyState::Inactive);
+        rig.clock.advance(Duration::days(8));
+        let r = rig.sweep().await;
+        assert_eq!(r.failed(), 0, "{:?}", r.outcomes);
+        assert!(
+            rig.masv.key(&dead).is_none(),
+            "{boundary:?}: dead key left behind"
+        );
+        let old = rig.masv.keys_named("ci-build");
+        assert_eq!(old.len(), 2, "{old:?}");
+        rig.assert_invariants("ci-build").await;
+    }
+}
+
+#[tokio::test]
+async fn activated_new_key_expired_before_verification_retires_like_an_old_one() {
+    let rig = interrupted_then_new_key_dies(Boundary::AfterActivate, expire).await;
+    let dead = rig.vault.state.lock().unwrap().versions[&(TEAM.into(), "ci-build".into())][0]
+        .0
+        .clone();
+    // Active (though expired): deactivated only behind the verified replacement.
+    assert_eq!(rig.masv.key(&dead).unwrap().state, KeyState::Active);
+    rig.clock.advance(Duration::hours(2));
+    rig.sweep().await;
+    assert_eq!(rig.masv.key(&dead).unwrap().state, KeyState::Inactive);
+    rig.clock.advance(Duration::days(8));
+    rig.sweep().await;
+    assert!(rig.masv.key(&dead).is_none());
+    rig.assert_invariants("ci-build").await;
+}
+
+#[tokio::test]
+async fn suspended_or_deleted_new_key_is_abandoned_without_toggling_it() {
+    let rig = interrupted_then_new_key_dies(Boundary::AfterStore, |rig, dead| {
+        let mut s = rig.masv.state.lock().unwrap();
+        s.keys.get_mut(dead).unwrap().0.state = KeyState::Suspended;
+    })
+    .await;
+    let dead = rig.vault.state.lock().unwrap().versions[&(TEAM.into(), "ci-build".into())][0]
+        .0
+        .clone();
+    assert!(
+        !rig.masv
+            .mutations()
+            .iter()
+            .any(|(verb, id)| id == &dead && (verb == "active" || verb == "inactive")),
+        "a suspended key was toggled"
+    );
+    assert_eq!(rig.masv.key(&dead).unwrap().state, KeyState::Suspended);
+
+    interrupted_then_new_key_dies(Boundary::AfterActivate, |rig, dead| {
+        rig.masv.state.lock().unwrap().keys.remove(dead);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn new_key_deactivated_by_someone_before_verification_is_activated_again() {
+    let rig = Rig::new().await;
+    rig.masv.seed(
+        "ci-build",
+        KeyState::Active,
+        Duration::days(10),
+        Some(Duration::days(2)),
+    );
+    rig.masv.fault(MasvFault::RejectCheck);
+    assert_eq!(rig.sweep().await.failed(), 1); // stored and active, not verified
+    let (_, new_id, secret) = rig.vault.current("ci-build").unwrap();
+    rig.masv
+        .state
+        .lock()
+        .unwrap()
+        .keys
+        .get_mut(&new_id)
+        .unwrap()
+        .0
+        .state = KeyState::Inactive;
+
+    let r = rig.sweep().await;
+    assert_eq!(r.failed(), 0, "{:?}", r.outcomes);
+    assert_eq!(rig.masv.key(&new_id).unwrap().state, KeyState::Active);
+    assert!(rig
+        .masv
+        .check_key(TEAM, &SecretString::from(secret))
+        .await
+        .is_ok());
+    let rotations = Records::new(rig.store.clone()).rotations().await.unwrap();
+    assert_eq!(rotations.len(), 1);
+    assert_eq!(rotations[0].phase.as_str(), "verified");
+    rig.assert_invariants("ci-build").await;
+}

@@ -39,10 +39,12 @@ pub enum AuditAction {
     Delete,
     Rollback,
     CleanupOrphan,
+    /// A rotation given up because its new key can no longer be verified.
+    Abandon,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 8] = [
+    pub const ALL: [AuditAction; 9] = [
         AuditAction::Create,
         AuditAction::Store,
         AuditAction::Activate,
@@ -51,6 +53,7 @@ impl AuditAction {
         AuditAction::Delete,
         AuditAction::Rollback,
         AuditAction::CleanupOrphan,
+        AuditAction::Abandon,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +66,7 @@ impl AuditAction {
             AuditAction::Delete => "delete",
             AuditAction::Rollback => "rollback",
             AuditAction::CleanupOrphan => "cleanup_orphan",
+            AuditAction::Abandon => "abandon",
         }
     }
 }

@@ -424,7 +424,7 @@ async fn crash_at_every_boundary_then_restart_resumes_or_rolls_back() {
             "{boundary:?}"
         );
         let open: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM rotations WHERE phase NOT IN ('verified', 'rolled_back')",
+            "SELECT COUNT(*) FROM rotations WHERE phase NOT IN ('verified', 'rolled_back', 'abandoned')",
         )
         .fetch_one(w.store.pool())
         .await

@@ -284,7 +284,7 @@ level = "info"
     async fn check(&self, audit_complete: bool) {
         // 4: at most one rotation per lineage in flight.
         let open: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT key_name, COUNT(*) FROM rotations WHERE phase NOT IN ('verified', 'rolled_back') GROUP BY team_id, key_name",
+            "SELECT key_name, COUNT(*) FROM rotations WHERE phase NOT IN ('verified', 'rolled_back', 'abandoned') GROUP BY team_id, key_name",
         )
         .fetch_all(self.store.pool())
         .await
