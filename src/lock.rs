@@ -64,10 +64,13 @@ impl InstanceLock {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        file.set_len(0).map_err(io)?;
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
-        write!(file, "{}", std::process::id()).map_err(io)?;
-        file.flush().map_err(io)?;
+        // The pid only makes the "held" message friendlier; the lock is the flock.
+        // On a full disk it cannot be written, and the database then says so.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| write!(file, "{}", std::process::id()))
+            .and_then(|()| file.flush());
         Ok(InstanceLock { _file: file, path })
     }
 

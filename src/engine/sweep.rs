@@ -387,9 +387,10 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             Ok(v) => v,
             Err(e) => {
                 result.unreachable = e.is_unreachable();
-                result
-                    .errors
-                    .push(format!("{lineage}: cannot read Vault: {e}"));
+                result.errors.push(match e {
+                    StepError::Store(_) => format!("{lineage}: {e}"),
+                    _ => format!("{lineage}: cannot read Vault: {e}"),
+                });
                 return Ok(result);
             }
         };

@@ -17,6 +17,14 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A write transaction failed: names the file, since the cause is often the
+    /// file system (full, read-only) rather than the daemon.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: Box<StoreError>,
+    },
     #[error("conflict: {what}")]
     Conflict { what: String },
     #[error("the database holds something unexpected: {reason}")]

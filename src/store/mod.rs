@@ -13,14 +13,14 @@
 pub mod audit;
 pub mod error;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
 pub use audit::{AuditAction, AuditFilter, AuditRow, ChainReport, NewAuditEntry, Outcome};
 pub use error::StoreError;
@@ -33,6 +33,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Store {
     pool: SqlitePool,
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The database file, named in write errors (a full disk, a read-only file).
+    path: Arc<PathBuf>,
 }
 
 fn open_err(path: &Path, reason: impl ToString) -> StoreError {
@@ -80,6 +82,7 @@ impl Store {
         Ok(Self {
             pool,
             write_lock: Arc::default(),
+            path: Arc::new(path.to_path_buf()),
         })
     }
 
@@ -101,6 +104,7 @@ impl Store {
         Ok(Self {
             pool,
             write_lock: Arc::default(),
+            path: Arc::new(path.to_path_buf()),
         })
     }
 
@@ -116,20 +120,43 @@ impl Store {
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send,
     {
         let _guard = self.write_lock.lock().await;
-        let mut tx = self
+        let mut conn = self
             .pool
-            .begin_with("BEGIN IMMEDIATE")
+            .acquire()
             .await
             .map_err(|source| StoreError::Query {
-                op: "begin a write transaction",
+                op: "get a database connection",
                 source,
             })?;
-        let out = f(&mut tx).await?;
-        tx.commit().await.map_err(|source| StoreError::Query {
-            op: "commit",
-            source,
-        })?;
-        Ok(out)
+        let result = async {
+            let mut tx =
+                conn.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(|source| StoreError::Query {
+                        op: "begin a write transaction",
+                        source,
+                    })?;
+            let out = f(&mut tx).await?;
+            tx.commit().await.map_err(|source| StoreError::Query {
+                op: "commit",
+                source,
+            })?;
+            Ok(out)
+        }
+        .await;
+        if result.is_err() {
+            // A failed statement or COMMIT (a full disk, say) can leave the
+            // connection's transaction state out of step with SQLite's: never
+            // hand such a connection to the next writer.
+            conn.close_on_drop();
+        }
+        result.map_err(|e| match e {
+            StoreError::Query { .. } => StoreError::Write {
+                path: self.path.to_path_buf(),
+                source: Box::new(e),
+            },
+            other => other,
+        })
     }
 
     /// Appends one audit row inside a transaction opened by [`Store::write`].

@@ -60,16 +60,21 @@ impl World {
     }
 
     pub async fn with_vault(vault: TestVault) -> World {
-        Self::build(vault, false).await
+        Self::build(vault, false, None).await
+    }
+
+    /// A world whose state database lives at `db_path` (e.g. on a small file system).
+    pub async fn with_db_at(db_path: PathBuf) -> World {
+        Self::build(TestVault::start().await, false, Some(db_path)).await
     }
 
     /// A world whose simulator runs on the wall clock, for driving the real
     /// binary (which uses the wall clock too) through time-based policy.
     pub async fn realtime() -> World {
-        Self::build(TestVault::start().await, true).await
+        Self::build(TestVault::start().await, true, None).await
     }
 
-    async fn build(vault: TestVault, realtime: bool) -> World {
+    async fn build(vault: TestVault, realtime: bool, db_path: Option<PathBuf>) -> World {
         let clock = ManualClock::new(Utc::now());
         let shared: SharedClock = if realtime {
             Arc::new(masv_key_rotator::clock::SystemClock)
@@ -79,7 +84,7 @@ impl World {
         let sim = Simulator::with_owner(shared, TEAM, EMAIL, PASSWORD);
         let running = sim.spawn().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("state.db");
+        let db_path = db_path.unwrap_or_else(|| dir.path().join("state.db"));
         let store = Store::open(&db_path).await.unwrap();
         World {
             clock,
