@@ -4,7 +4,7 @@
 //! the state change and its audit row commit in one transaction, so the audit
 //! log and the state machine can never disagree about what happened.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::SqliteRow;
@@ -255,65 +255,125 @@ impl Records {
         .fetch_all(self.store.pool())
         .await
         .map_err(query_err("read the key snapshot"))?;
-        let mut seen = None;
-        let mut keys = Vec::with_capacity(rows.len());
-        for row in rows {
-            let state: String = row.get("state");
-            seen = Some(parse_ts(&row.get::<String, _>("seen_at"))?);
-            keys.push(ApiKey {
-                id: row.get("key_id"),
-                name: row.get("key_name"),
-                description: row.get("description"),
-                state: serde_json::from_value(serde_json::Value::String(state.clone()))
-                    .map_err(|_| corrupt(format!("bad key state {state:?}")))?,
-                created_at: parse_opt_ts(row.get("created_at"))?,
-                updated_at: None,
-                expiry: parse_opt_ts(row.get("expiry"))?,
-                last_request_at: parse_opt_ts(row.get("last_request_at"))?,
-            });
-        }
-        Ok((keys, seen))
+        let keys = rows
+            .iter()
+            .map(snapshot_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let listed: Option<String> =
+            sqlx::query_scalar("SELECT listed_at FROM team_listings WHERE team_id = ?")
+                .bind(team_id)
+                .fetch_optional(self.store.pool())
+                .await
+                .map_err(query_err("read the listing time"))?;
+        let listed = listed.as_deref().map(parse_ts).transpose()?;
+        Ok((keys, listed))
     }
 
-    /// Replaces a team's key snapshot with the latest list (managed keys only).
+    /// Brings a team's key snapshot in step with the latest list (managed keys
+    /// only), writing only the keys that are new, changed or gone: a steady sweep
+    /// of thousands of unchanged keys writes one row.
     pub async fn snapshot_keys(
         &self,
         team_id: &str,
         keys: &[&ApiKey],
-        seen_at: DateTime<Utc>,
+        listed_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let rows = sqlx::query("SELECT * FROM key_snapshots WHERE team_id = ?")
+            .bind(team_id)
+            .fetch_all(self.store.pool())
+            .await
+            .map_err(query_err("read the key snapshot"))?;
+        let mut before: HashMap<String, ApiKey> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let k = snapshot_from_row(row)?;
+            before.insert(k.id.clone(), k);
+        }
+        let mut upserts: Vec<ApiKey> = Vec::new();
+        for k in keys {
+            let unchanged = before
+                .remove(&k.id)
+                .is_some_and(|old| same_snapshot(&old, k));
+            if !unchanged {
+                upserts.push((*k).clone());
+            }
+        }
+        let gone: Vec<String> = before.into_keys().collect();
         let team_id = team_id.to_string();
-        let keys: Vec<ApiKey> = keys.iter().map(|k| (*k).clone()).collect();
         self.store
             .write(move |conn| {
                 Box::pin(async move {
-                    sqlx::query("DELETE FROM key_snapshots WHERE team_id = ?")
-                        .bind(&team_id)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(query_err("clear key snapshot"))?;
-                    for k in &keys {
-                        sqlx::query(
-                            "INSERT OR REPLACE INTO key_snapshots (key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        )
-                        .bind(&k.id)
-                        .bind(&team_id)
-                        .bind(&k.name)
-                        .bind(&k.description)
-                        .bind(k.state.as_str())
-                        .bind(opt_ts(k.created_at))
-                        .bind(opt_ts(k.expiry))
-                        .bind(opt_ts(k.last_request_at))
-                        .bind(ts(seen_at))
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(query_err("write key snapshot"))?;
+                    for id in &gone {
+                        sqlx::query("DELETE FROM key_snapshots WHERE key_id = ?")
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(query_err("clear key snapshot"))?;
                     }
+                    for k in &upserts {
+                        write_snapshot(conn, &team_id, k, listed_at).await?;
+                    }
+                    sqlx::query(
+                        "INSERT INTO team_listings (team_id, listed_at) VALUES (?, ?) ON CONFLICT (team_id) DO UPDATE SET listed_at = excluded.listed_at",
+                    )
+                    .bind(&team_id)
+                    .bind(ts(listed_at))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_err("record the listing time"))?;
                     Ok(())
                 })
             })
             .await
     }
+}
+
+/// Whether a snapshot row still says what the list says (the fields it stores).
+fn same_snapshot(old: &ApiKey, new: &ApiKey) -> bool {
+    old.name == new.name
+        && old.description == new.description
+        && old.state == new.state
+        && old.created_at == new.created_at
+        && old.expiry == new.expiry
+        && old.last_request_at == new.last_request_at
+}
+
+fn snapshot_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiKey, StoreError> {
+    let state: String = row.get("state");
+    Ok(ApiKey {
+        id: row.get("key_id"),
+        name: row.get("key_name"),
+        description: row.get("description"),
+        state: serde_json::from_value(serde_json::Value::String(state.clone()))
+            .map_err(|_| corrupt(format!("bad key state {state:?}")))?,
+        created_at: parse_opt_ts(row.get("created_at"))?,
+        updated_at: None,
+        expiry: parse_opt_ts(row.get("expiry"))?,
+        last_request_at: parse_opt_ts(row.get("last_request_at"))?,
+    })
+}
+
+async fn write_snapshot(
+    conn: &mut SqliteConnection,
+    team_id: &str,
+    k: &ApiKey,
+    seen_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR REPLACE INTO key_snapshots (key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&k.id)
+    .bind(team_id)
+    .bind(&k.name)
+    .bind(&k.description)
+    .bind(k.state.as_str())
+    .bind(opt_ts(k.created_at))
+    .bind(opt_ts(k.expiry))
+    .bind(opt_ts(k.last_request_at))
+    .bind(ts(seen_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(query_err("write key snapshot"))?;
+    Ok(())
 }
 
 async fn apply_one(conn: &mut SqliteConnection, change: &Change) -> Result<(), StoreError> {
@@ -417,21 +477,7 @@ async fn apply_one(conn: &mut SqliteConnection, change: &Change) -> Result<(), S
             .map_err(query_err("record verified key"))?;
         }
         Change::SnapshotKey { team_id, key: k } => {
-            sqlx::query(
-                "INSERT OR REPLACE INTO key_snapshots (key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&k.id)
-            .bind(team_id)
-            .bind(&k.name)
-            .bind(&k.description)
-            .bind(k.state.as_str())
-            .bind(opt_ts(k.created_at))
-            .bind(opt_ts(k.expiry))
-            .bind(opt_ts(k.last_request_at))
-            .bind(&now)
-            .execute(&mut *conn)
-            .await
-            .map_err(query_err("write key snapshot"))?;
+            write_snapshot(conn, team_id, k, Utc::now()).await?;
         }
         Change::SnapshotState { key_id, state } => {
             sqlx::query("UPDATE key_snapshots SET state = ? WHERE key_id = ?")
@@ -492,4 +538,67 @@ fn retirement_from_row(row: &SqliteRow) -> Result<RetirementRecord, StoreError> 
             .map_err(corrupt)?,
         deactivated_at: parse_opt_ts(row.get("deactivated_at"))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::masv::KeyState;
+
+    fn key(id: &str, used: Option<DateTime<Utc>>) -> ApiKey {
+        ApiKey {
+            id: id.into(),
+            name: format!("ci-{id}"),
+            description: "by hand".into(),
+            state: KeyState::Active,
+            created_at: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
+            updated_at: None,
+            expiry: None,
+            last_request_at: used,
+        }
+    }
+
+    async fn seen_at(store: &Store) -> BTreeMap<String, String> {
+        sqlx::query_as::<_, (String, String)>("SELECT key_id, seen_at FROM key_snapshots")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn snapshot_writes_only_new_changed_and_gone_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        let records = Records::new(store.clone());
+        let t1 = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+        let (a, b, c) = (key("A", None), key("B", None), key("C", None));
+        records.snapshot_keys("T", &[&a, &b, &c], t1).await.unwrap();
+
+        let t2 = t1 + Duration::minutes(5);
+        let b_used = key("B", Some(t2));
+        let d = key("D", None);
+        records
+            .snapshot_keys("T", &[&a, &b_used, &d], t2)
+            .await
+            .unwrap();
+        let seen = seen_at(&store).await;
+        assert_eq!(seen["A"], ts(t1), "an unchanged key is not rewritten");
+        assert_eq!(seen["B"], ts(t2), "a changed key is");
+        assert_eq!(seen["D"], ts(t2), "a new key is");
+        assert!(
+            !seen.contains_key("C"),
+            "a key MASV no longer lists is dropped"
+        );
+
+        let (keys, listed) = records.snapshot("T").await.unwrap();
+        assert_eq!(listed, Some(t2), "the listing time moves on every sweep");
+        let ids: Vec<_> = keys.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(ids, vec!["A", "B", "D"]);
+        assert_eq!(keys[1].last_request_at, Some(t2));
+        assert_eq!(records.snapshot("other").await.unwrap(), (vec![], None));
+    }
 }
