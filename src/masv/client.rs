@@ -281,7 +281,7 @@ impl MasvClient {
             let delay = match outcome {
                 Exchange::Response { status, body, .. } if status.is_success() => {
                     let auth: AuthResponse =
-                        serde_json::from_slice(&body).map_err(|e| MasvError::Malformed {
+                        decode_wiping(body).map_err(|e| MasvError::Malformed {
                             call: call.clone(),
                             reason: e.to_string(),
                         })?;
@@ -534,7 +534,7 @@ impl MasvClient {
             )
             .await?;
         // The key exists now; a body we cannot read means we lost its secret.
-        serde_json::from_slice(&bytes).map_err(|e| MasvError::OutcomeUnknown {
+        decode_wiping(bytes).map_err(|e| MasvError::OutcomeUnknown {
             call,
             reason: format!("the response could not be read: {e}"),
         })
@@ -641,4 +641,14 @@ impl MasvClient {
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// Decodes a response that carries a secret (a user token, a new key's value),
+/// then overwrites the raw body so the secret lives on only in its `SecretString`.
+fn decode_wiping<T: serde::de::DeserializeOwned>(body: bytes::Bytes) -> serde_json::Result<T> {
+    // Without a copy when this is the only handle on the buffer.
+    let mut raw = Vec::from(body);
+    let decoded = serde_json::from_slice(&raw);
+    zeroize::Zeroize::zeroize(&mut raw);
+    decoded
 }
