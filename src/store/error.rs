@@ -25,6 +25,9 @@ pub enum StoreError {
         #[source]
         source: Box<StoreError>,
     },
+    /// A batch of writes could not be committed (every writer in it gets this).
+    #[error("database error while trying to {op}: {reason}")]
+    Commit { op: &'static str, reason: String },
     #[error("conflict: {what}")]
     Conflict { what: String },
     #[error("the database holds something unexpected: {reason}")]

@@ -25,6 +25,69 @@ use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 pub use audit::{AuditAction, AuditFilter, AuditRow, ChainReport, NewAuditEntry, Outcome};
 pub use error::StoreError;
 
+/// The most queued writes one transaction carries.
+const MAX_BATCH: usize = 256;
+
+/// Answers a queued writer once its batch has committed (or failed to).
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A queued write, type-erased so writes of any result type share one batch.
+trait WriteJob: Send {
+    /// Runs the write inside its savepoint: whether it succeeded, and how to
+    /// answer its writer once the batch is committed.
+    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)>;
+    /// The answer for a write that never ran because the batch failed first.
+    fn into_failure(self: Box<Self>) -> Finish;
+    fn fail(self: Box<Self>, e: StoreError) {
+        self.into_failure()(Err(e))
+    }
+}
+
+struct TypedJob<T, F> {
+    f: F,
+    tx: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> WriteJob for TypedJob<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+        + Send
+        + 'static,
+{
+    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> {
+        let TypedJob { f, tx } = *self;
+        Box::pin(async move {
+            match f(conn).await {
+                Ok(out) => {
+                    let finish: Finish = Box::new(move |committed: Result<(), StoreError>| {
+                        let _ = tx.send(committed.map(|()| out));
+                    });
+                    (true, finish)
+                }
+                Err(e) => {
+                    // The write's own error wins over whatever the batch does.
+                    let finish: Finish = Box::new(move |_| {
+                        let _ = tx.send(Err(e));
+                    });
+                    (false, finish)
+                }
+            }
+        })
+    }
+
+    fn into_failure(self: Box<Self>) -> Finish {
+        let tx = self.tx;
+        Box::new(move |r: Result<(), StoreError>| {
+            let _ = tx.send(r.and_then(|()| {
+                Err(StoreError::Corrupt {
+                    reason: "a queued write was skipped".into(),
+                })
+            }));
+        })
+    }
+}
+
 /// How long a writer waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -32,7 +95,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Held by the writer that is running a batch of queued writes.
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Writes waiting for the next batch.
+    queue: Arc<std::sync::Mutex<Vec<Box<dyn WriteJob>>>>,
     /// The database file, named in write errors (a full disk, a read-only file).
     path: Arc<PathBuf>,
 }
@@ -82,6 +148,7 @@ impl Store {
         Ok(Self {
             pool,
             write_lock: Arc::default(),
+            queue: Arc::default(),
             path: Arc::new(path.to_path_buf()),
         })
     }
@@ -104,6 +171,7 @@ impl Store {
         Ok(Self {
             pool,
             write_lock: Arc::default(),
+            queue: Arc::default(),
             path: Arc::new(path.to_path_buf()),
         })
     }
@@ -112,51 +180,129 @@ impl Store {
         &self.pool
     }
 
-    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`), serialised with every
-    /// other write of this process. Commits if `f` succeeds, rolls back otherwise.
+    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`) and returns once that
+    /// transaction has committed: what `f` wrote is on disk when this returns.
+    /// If `f` fails, its writes are undone and nothing of it is kept.
+    ///
+    /// Group commit: writers that arrive while a transaction is being written
+    /// queue up, and the next one to take the write lock runs all of them in one
+    /// transaction, each in its own savepoint, so N concurrent writers cost one
+    /// fsync instead of N. Each writer still waits for the commit that carries
+    /// its rows (the intent-before-call rule is unchanged).
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        T: Send,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send,
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
     {
-        let _guard = self.write_lock.lock().await;
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|source| StoreError::Query {
-                op: "get a database connection",
-                source,
-            })?;
-        let result = async {
-            let mut tx =
-                conn.begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(|source| StoreError::Query {
-                        op: "begin a write transaction",
-                        source,
-                    })?;
-            let out = f(&mut tx).await?;
-            tx.commit().await.map_err(|source| StoreError::Query {
-                op: "commit",
-                source,
-            })?;
-            Ok(out)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue
+            .lock()
+            .expect("write queue poisoned")
+            .push(Box::new(TypedJob { f, tx }));
+        {
+            let _leader = self.write_lock.lock().await;
+            loop {
+                let jobs: Vec<Box<dyn WriteJob>> = {
+                    let mut q = self.queue.lock().expect("write queue poisoned");
+                    let n = q.len().min(MAX_BATCH);
+                    q.drain(..n).collect()
+                };
+                if jobs.is_empty() {
+                    break;
+                }
+                self.run_batch(jobs).await;
+            }
         }
-        .await;
-        if result.is_err() {
-            // A failed statement or COMMIT (a full disk, say) can leave the
-            // connection's transaction state out of step with SQLite's: never
-            // hand such a connection to the next writer.
-            conn.close_on_drop();
-        }
-        result.map_err(|e| match e {
+        let answer = rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Corrupt {
+                reason: "a queued write was dropped".into(),
+            })
+        });
+        answer.map_err(|e| match e {
             StoreError::Query { .. } => StoreError::Write {
                 path: self.path.to_path_buf(),
                 source: Box::new(e),
             },
             other => other,
         })
+    }
+
+    /// One transaction for a batch of queued writes; answers every writer.
+    async fn run_batch(&self, jobs: Vec<Box<dyn WriteJob>>) {
+        let write_err = |e: StoreError| StoreError::Write {
+            path: self.path.to_path_buf(),
+            source: Box::new(e),
+        };
+        let mut conn = match self.pool.acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = e.to_string();
+                for job in jobs {
+                    job.fail(write_err(StoreError::Commit {
+                        op: "get a database connection",
+                        reason: reason.clone(),
+                    }));
+                }
+                return;
+            }
+        };
+        let mut finishes: Vec<Finish> = Vec::with_capacity(jobs.len());
+        let committed = async {
+            let mut jobs = jobs.into_iter();
+            let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
+                Ok(tx) => tx,
+                Err(e) => {
+                    finishes.extend(jobs.map(|j| j.into_failure()));
+                    return Err(("begin a write transaction", e));
+                }
+            };
+            while let Some(job) = jobs.next() {
+                let mut savepoint = match tx.begin().await {
+                    Ok(sp) => sp,
+                    Err(e) => {
+                        // Answered below with the batch's error.
+                        finishes.extend(jobs.map(|j| j.into_failure()));
+                        finishes.push(job.into_failure());
+                        return Err(("begin a savepoint", e));
+                    }
+                };
+                let (ok, finish) = job.run(&mut savepoint).await;
+                let closed = if ok {
+                    savepoint.commit().await
+                } else {
+                    savepoint.rollback().await
+                };
+                finishes.push(finish);
+                if let Err(e) = closed {
+                    finishes.extend(jobs.map(|j| j.into_failure()));
+                    return Err(("close a savepoint", e));
+                }
+            }
+            tx.commit().await.map_err(|e| ("commit", e))
+        }
+        .await;
+        match committed {
+            Ok(()) => {
+                for finish in finishes {
+                    finish(Ok(()));
+                }
+            }
+            Err((op, e)) => {
+                // A failed statement or COMMIT (a full disk, say) can leave the
+                // connection's transaction state out of step with SQLite's: never
+                // hand such a connection to the next writer.
+                conn.close_on_drop();
+                let reason = e.to_string();
+                for finish in finishes {
+                    finish(Err(write_err(StoreError::Commit {
+                        op,
+                        reason: reason.clone(),
+                    })));
+                }
+            }
+        }
     }
 
     /// Appends one audit row inside a transaction opened by [`Store::write`].

@@ -2,7 +2,7 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use masv_key_rotator::store::{
-    AuditAction, AuditFilter, ChainReport, NewAuditEntry, Outcome, Store,
+    AuditAction, AuditFilter, ChainReport, NewAuditEntry, Outcome, Store, StoreError,
 };
 use proptest::prelude::*;
 use sqlx::Row;
@@ -208,6 +208,51 @@ async fn concurrent_appends_keep_one_chain() {
     assert_eq!(
         store.verify_chain().await.unwrap(),
         ChainReport::Intact { rows: 80 }
+    );
+}
+
+/// Group commit: concurrent writers share transactions, yet a writer that fails
+/// takes none of its rows and none of anyone else's with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_in_a_shared_commit_loses_only_its_own_rows() {
+    let (_dir, store) = fresh().await;
+    let mut tasks = Vec::new();
+    for i in 0..60i64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 7 == 3 {
+                s.write(move |conn| {
+                    Box::pin(async move {
+                        Store::append_on(conn, entry(i, "doomed")).await?;
+                        Err::<(), _>(StoreError::Conflict {
+                            what: format!("writer {i}"),
+                        })
+                    })
+                })
+                .await
+                .map(|_| ())
+            } else {
+                s.append(entry(i, "kept")).await.map(|_| ())
+            }
+        }));
+    }
+    let mut failed = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.unwrap() {
+            failed.push(e.to_string());
+        }
+    }
+    assert_eq!(failed.len(), 9, "{failed:?}");
+    assert!(
+        failed.iter().all(|e| e.starts_with("conflict: writer")),
+        "{failed:?}"
+    );
+    let rows = store.audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(rows.len(), 51);
+    assert!(rows.iter().all(|r| r.detail == "kept"));
+    assert_eq!(
+        store.verify_chain().await.unwrap(),
+        ChainReport::Intact { rows: 51 }
     );
 }
 

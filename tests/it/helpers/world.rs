@@ -420,18 +420,18 @@ level = "info"
             .filter(|k| !k.description.starts_with("managed by masv-key-rotator"))
             .map(|k| k.secret.clone())
             .collect();
-        for secret in self
-            .sim
-            .issued_secrets()
+        let issued = self.sim.issued_secrets();
+        let password = PASSWORD.to_string();
+        let secrets: Vec<&[u8]> = issued
             .iter()
             .filter(|s| !seeded.contains(*s))
-            .chain([&PASSWORD.to_string()])
-        {
-            assert!(
-                !contains(&db, secret.as_bytes()) && !contains(&wal, secret.as_bytes()),
-                "a secret is in the database"
-            );
-        }
+            .chain([&password])
+            .map(|s| s.as_bytes())
+            .collect();
+        assert!(
+            !contains_any(&db, &secrets) && !contains_any(&wal, &secrets),
+            "a secret is in the database"
+        );
         // 6 and tamper evidence.
         assert!(matches!(
             self.store.verify_chain().await.unwrap(),
@@ -466,4 +466,58 @@ level = "info"
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
+}
+
+/// Whether any of `needles` occurs in `haystack`, in one pass: the kill matrix
+/// checks hundreds of secrets against a database of megabytes after every
+/// kill, in a debug build. Secrets are alphanumeric tokens, so only runs of
+/// alphanumeric bytes at least as long as a secret are looked into; any other
+/// needle (a password with punctuation) gets a plain search.
+pub fn contains_any(haystack: &[u8], needles: &[&[u8]]) -> bool {
+    let (tokens, others): (Vec<&[u8]>, Vec<&[u8]>) = needles
+        .iter()
+        .filter(|n| !n.is_empty())
+        .partition(|n| n.iter().all(u8::is_ascii_alphanumeric));
+    if others.iter().any(|n| contains(haystack, n)) {
+        return true;
+    }
+    let mut by_len: std::collections::HashMap<usize, std::collections::HashSet<&[u8]>> =
+        std::collections::HashMap::new();
+    for n in tokens {
+        by_len.entry(n.len()).or_default().insert(n);
+    }
+    let Some(shortest) = by_len.keys().min().copied() else {
+        return false;
+    };
+    haystack
+        .split(|b| !b.is_ascii_alphanumeric())
+        .filter(|run| run.len() >= shortest)
+        .any(|run| {
+            by_len
+                .iter()
+                .any(|(len, set)| run.len() >= *len && run.windows(*len).any(|w| set.contains(w)))
+        })
+}
+
+#[test]
+fn contains_any_finds_each_needle_wherever_it_is() {
+    let hay = b"xx secret-one yy secret-two-longer zz";
+    assert!(contains_any(hay, &[b"nothing", b"secret-two-longer"]));
+    assert!(contains_any(hay, &[b"secret-one"]));
+    assert!(contains_any(b"secret-one", &[b"secret-one"]));
+    assert!(!contains_any(
+        hay,
+        &[
+            b"secret-three",
+            b"",
+            b"xx secret-one yy secret-two-longer zzz"
+        ]
+    ));
+    assert!(!contains_any(b"", &[b"a"]));
+    // Alphanumeric tokens, inside longer runs and at the edges.
+    let db = b"\x00\x01ab12TOKENxyz9\x00zz|TOKEN2|";
+    assert!(contains_any(db, &[b"TOKENxyz"]));
+    assert!(contains_any(db, &[b"zzzzzzzz", b"TOKEN2"]));
+    assert!(contains_any(db, &[b"ab12"]));
+    assert!(!contains_any(db, &[b"TOKENxyz9z", b"12TOKENy"]));
 }
