@@ -28,6 +28,14 @@ pub fn parse(value: &str) -> Result<Option<DateTime<Utc>>, TimestampError> {
     if utc.year() <= 1 {
         return Ok(None);
     }
+    // A negative offset late on 9999-12-31 lands in year 10000 UTC, which RFC 3339
+    // (and so `format`, Vault records and MASV requests) cannot write back.
+    if utc.year() > 9999 {
+        return Err(TimestampError {
+            value: value.to_string(),
+            reason: "after the year 9999 in UTC".to_string(),
+        });
+    }
     Ok(Some(utc))
 }
 
@@ -130,6 +138,22 @@ mod tests {
         let err = parse("yesterday").unwrap_err();
         assert!(err.to_string().contains("yesterday"));
         assert!(parse("2021-04-19 16:57:32").is_err());
+    }
+
+    #[test]
+    fn past_year_9999_in_utc_is_an_error_not_an_unformattable_instant() {
+        // Breaks the round-trip property of fuzz/fuzz_targets/masv_timestamp.rs: this
+        // parsed to year 10000, which formats as "+10000-01-01T00:59:59.000Z" and
+        // never parses back.
+        let err = parse("9999-12-31T23:59:59-01:00").unwrap_err();
+        assert!(
+            err.to_string().contains("9999-12-31T23:59:59-01:00"),
+            "{err}"
+        );
+        let last = parse("9999-12-31T23:59:59.999+00:00").unwrap().unwrap();
+        assert_eq!(format(Some(last)), "9999-12-31T23:59:59.999Z");
+        assert_eq!(parse(&format(Some(last))).unwrap(), Some(last));
+        assert!(parse("9999-12-31T22:59:59-01:00").unwrap().is_some());
     }
 
     #[test]
