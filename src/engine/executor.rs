@@ -319,6 +319,8 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                         team_id: lineage.team_id.clone(),
                         key: created.key.clone(),
                     },
+                    // The next step's intent rides in the same commit.
+                    Self::phase(&rotation_id, RotationPhase::Storing),
                 ],
                 vec![self.entry(
                     lineage,
@@ -336,7 +338,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
             .await?;
         let record = RotationRecord {
             new_key_id: Some(new_id),
-            phase: RotationPhase::Created,
+            phase: RotationPhase::Storing,
             ..record
         };
         self.store_new(ctx, &record, created.secret, &created.key)
@@ -344,6 +346,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
     }
 
     /// Writes the new secret to Vault (CAS, read back); rolls back if it cannot land.
+    /// The "storing" intent was recorded with the create's outcome.
     async fn store_new(
         &self,
         ctx: &LineageContext,
@@ -354,9 +357,6 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         let lineage = &ctx.lineage;
         let rid = rot.rotation_id.as_str();
         let new_id = key.id.clone();
-        self.records
-            .apply(vec![Self::phase(rid, RotationPhase::Storing)], vec![])
-            .await?;
         self.failpoints.check(Boundary::BeforeStore)?;
         let stored_at = self.now();
         let value = LineageSecret {
@@ -436,7 +436,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         )
         .await?;
         let rot = RotationRecord {
-            phase: RotationPhase::Stored,
+            phase: RotationPhase::Activating,
             vault_version: Some(version),
             stored_at: Some(stored_at),
             ..rot.clone()
@@ -472,6 +472,8 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                             version,
                         }),
                     },
+                    // Activation always follows: its intent rides in the same commit.
+                    Self::phase(rid, RotationPhase::Activating),
                 ],
                 vec![self.entry(
                     lineage,
@@ -486,7 +488,8 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         Ok(())
     }
 
-    /// Activates the stored key, then proves it works.
+    /// Activates the stored key, then proves it works. `rot.phase` says whether
+    /// the "activating" intent is already on record.
     async fn activate_and_verify(
         &self,
         ctx: &LineageContext,
@@ -499,9 +502,11 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
             .new_key_id
             .clone()
             .ok_or_else(|| StepError::Guard(format!("rotation {rid} has no new key")))?;
-        self.records
-            .apply(vec![Self::phase(rid, RotationPhase::Activating)], vec![])
-            .await?;
+        if rot.phase != RotationPhase::Activating {
+            self.records
+                .apply(vec![Self::phase(rid, RotationPhase::Activating)], vec![])
+                .await?;
+        }
         self.failpoints.check(Boundary::BeforeActivate)?;
         if let Err(e) = self.keys.set_key_state(&new_id, KeyAction::Active).await {
             self.records
@@ -868,7 +873,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                             return self.abandon(ctx, rid, &new_id, why).await;
                         }
                         let rot = RotationRecord {
-                            phase: RotationPhase::Stored,
+                            phase: RotationPhase::Activating,
                             vault_version: Some(stored.version),
                             stored_at: Some(stored_at),
                             ..rot.clone()
