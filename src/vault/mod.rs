@@ -518,14 +518,29 @@ impl VaultStore {
                 // Absent, or its latest version deleted? Only the metadata tells.
                 let meta_path = self.checked_path(team_id, name)?;
                 let client = self.client().await?;
-                match vaultrs::kv2::read_metadata(client.as_ref(), &self.inner.mount, &meta_path).await {
-                    Ok(meta) if meta.current_version > 0 => Err(VaultError::Malformed {
-                        path,
-                        reason: format!(
-                            "version {} was deleted: undelete it, or delete the secret's metadata to start over",
-                            meta.current_version
-                        ),
-                    }),
+                match vaultrs::kv2::read_metadata(client.as_ref(), &self.inner.mount, &meta_path)
+                    .await
+                {
+                    Ok(meta) if meta.current_version > 0 => {
+                        let deleted = meta
+                            .versions
+                            .get(&meta.current_version.to_string())
+                            .is_none_or(|v| !v.deletion_time.is_empty() || v.destroyed);
+                        if deleted {
+                            Err(VaultError::Malformed {
+                                path,
+                                reason: format!(
+                                    "version {} was deleted: undelete it, or delete the secret's metadata to start over",
+                                    meta.current_version
+                                ),
+                            })
+                        } else {
+                            // Being written right now: KV v2 updates the metadata
+                            // before the new version's data is readable. Read again.
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            self.read_at(team_id, name, None).await.map(Some)
+                        }
+                    }
                     Ok(_) => Ok(None),
                     Err(e) => match self.inner.map_err(e, &path, 0) {
                         VaultError::NotFound { .. } => Ok(None),
