@@ -8,6 +8,7 @@ use masv_key_rotator::simulator::{Fault, FaultKind};
 use reqwest::Method;
 use tokio_util::sync::CancellationToken;
 
+use crate::helpers::bin;
 use crate::helpers::world::World;
 
 #[tokio::test]
@@ -372,15 +373,7 @@ async fn a_second_instance_on_the_same_database_is_refused() {
     let config = w.write_config("\n[schedule]\ncron = \"0 0 * * * *\"\n");
     let daemon = Daemon::start(&config, &[]);
     daemon.wait_for_log("sweep finished").await;
-    let cfg = config.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
-            .args(["--config", cfg.to_str().unwrap(), "once"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = bin::once(&config).await;
     assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -465,14 +458,7 @@ async fn a_failed_rotation_posts_a_webhook() {
         &w.vault.address.clone(),
         &format!("\n[notify]\nwebhook_url = \"{hook}\"\n"),
     );
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
-            .args(["--config", config.to_str().unwrap(), "once"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = bin::once(&config).await;
     assert_eq!(
         out.status.code(),
         Some(1),

@@ -12,6 +12,7 @@ use masv_key_rotator::masv::KeyState;
 use masv_key_rotator::simulator::{Fault, FaultKind};
 use rand::Rng;
 
+use crate::helpers::bin;
 use crate::helpers::world::World;
 
 const FAST_POLICY: &str = r#"
@@ -79,15 +80,7 @@ async fn kill_9_at_random_moments_never_breaks_an_invariant() {
     // Two uninterrupted `once` runs settle what the last kill left: the first
     // resumes or rolls back, the second rotates whatever the first rolled back.
     for _ in 0..2 {
-        let config = config.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
-                .args(["--config", config.to_str().unwrap(), "once"])
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
+        let out = bin::once(&config).await;
         assert_eq!(
             out.status.code(),
             Some(0),

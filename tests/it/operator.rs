@@ -1,23 +1,12 @@
 //! The operator surface on a known state: `status`, `history`, `report` in every format.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use chrono::Duration;
 use serde_json::Value;
 
+use crate::helpers::bin::run;
 use crate::helpers::world::{World, TEAM};
-
-async fn run(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
-            .env_remove("MASV_KEY_ROTATOR_CONFIG")
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
 
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -7,6 +7,7 @@ use masv_key_rotator::masv::KeyState;
 use masv_key_rotator::store::Store;
 use sqlx::Connection;
 
+use crate::helpers::bin;
 use crate::helpers::world::World;
 
 #[tokio::test]
@@ -159,14 +160,7 @@ async fn disk_full_stops_before_any_unrecorded_mutation_then_recovers() {
 
     // The binary says what is wrong, and where, with a failure exit code.
     let config = w.write_config("");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
-            .args(["--config", config.to_str().unwrap(), "once"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = bin::once(&config).await;
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
