@@ -527,13 +527,7 @@ impl VaultStore {
                             .get(&meta.current_version.to_string())
                             .is_none_or(|v| !v.deletion_time.is_empty() || v.destroyed);
                         if deleted {
-                            Err(VaultError::Malformed {
-                                path,
-                                reason: format!(
-                                    "version {} was deleted: undelete it, or delete the secret's metadata to start over",
-                                    meta.current_version
-                                ),
-                            })
+                            Err(latest_deleted(path, meta.current_version))
                         } else {
                             // Being written right now: KV v2 updates the metadata
                             // before the new version's data is readable. Read again.
@@ -586,15 +580,7 @@ impl VaultStore {
             .await
             .map_err(|e| self.inner.map_err(e, &full, 0))?;
         if response.data.is_null() {
-            // Someone deleted the latest version on purpose. Adopting over it would
-            // fail check-and-set every sweep (and churn keys); an operator decides.
-            return Err(VaultError::Malformed {
-                path: full,
-                reason: format!(
-                    "version {} was deleted: undelete it, or destroy the secret's metadata to start over",
-                    response.metadata.version
-                ),
-            });
+            return Err(latest_deleted(full, response.metadata.version));
         }
         let fields: Fields =
             serde_json::from_value(response.data).map_err(|e| VaultError::Malformed {
@@ -851,4 +837,15 @@ async fn capabilities_self(client: &VaultClient, path: &str) -> Result<Vec<Strin
         .cloned()
         .ok_or(ClientError::ResponseDataEmptyError)?;
     serde_json::from_value(caps).map_err(|source| ClientError::JsonParseError { source })
+}
+
+/// The latest version of a secret was deleted on purpose: never adopted over
+/// (check-and-set would fail every sweep and churn keys); an operator decides.
+fn latest_deleted(path: String, version: u64) -> VaultError {
+    VaultError::Malformed {
+        path,
+        reason: format!(
+            "version {version} was deleted: undelete it, or delete the secret's metadata to start over"
+        ),
+    }
 }
