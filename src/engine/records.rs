@@ -44,6 +44,58 @@ fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { op, source }
 }
 
+/// Runs a query that selects one JSON array (`json_group_array(...)`, bound to
+/// the team id) and decodes it.
+///
+/// sqlx hands SQLite rows from its worker thread over one message (and one
+/// thread wake-up) per row; reading the lineages, verified keys and snapshot of
+/// 10,000 keys that way was most of a steady sweep's time. Aggregated in SQLite,
+/// a table arrives as one row.
+async fn fetch_packed<T: serde::de::DeserializeOwned>(
+    pool: &sqlx::SqlitePool,
+    op: &'static str,
+    sql: &str,
+    team_id: &str,
+) -> Result<Vec<T>, StoreError> {
+    let json: String = sqlx::query_scalar(sql)
+        .bind(team_id)
+        .fetch_one(pool)
+        .await
+        .map_err(query_err(op))?;
+    serde_json::from_str(&json).map_err(|e| corrupt(format!("{op}: {e}")))
+}
+
+/// A `key_snapshots` row as [`Records::snapshot_keys`] reads it: id, name,
+/// description, state, created, expiry, last request.
+#[derive(serde::Deserialize)]
+struct PackedSnapshot(
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+impl PackedSnapshot {
+    fn into_key(self) -> Result<ApiKey, StoreError> {
+        let PackedSnapshot(id, name, description, state, created_at, expiry, last_request_at) =
+            self;
+        Ok(ApiKey {
+            state: serde_json::from_value(serde_json::Value::String(state.clone()))
+                .map_err(|_| corrupt(format!("bad key state {state:?}")))?,
+            id,
+            name,
+            description,
+            created_at: parse_opt_ts(created_at)?,
+            updated_at: None,
+            expiry: parse_opt_ts(expiry)?,
+            last_request_at: parse_opt_ts(last_request_at)?,
+        })
+    }
+}
+
 /// One change to the engine's tables.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -118,13 +170,13 @@ impl Records {
         audit: Vec<NewAuditEntry>,
     ) -> Result<(), StoreError> {
         self.store
-            .write(move |conn| {
+            .write(move |mut tx| {
                 Box::pin(async move {
                     for change in &changes {
-                        apply_one(conn, change).await?;
+                        apply_one(tx.conn, change).await?;
                     }
                     for entry in audit {
-                        Store::append_on(conn, entry).await?;
+                        Store::append_on(&mut tx, entry).await?;
                     }
                     Ok(())
                 })
@@ -136,11 +188,14 @@ impl Records {
     pub async fn load_team(&self, team_id: &str) -> Result<TeamRecords, StoreError> {
         let pool = self.store.pool();
         let mut out = TeamRecords::default();
-        let rows = sqlx::query("SELECT * FROM rotations WHERE team_id = ?")
-            .bind(team_id)
-            .fetch_all(pool)
-            .await
-            .map_err(query_err("load rotations"))?;
+        // Unfinished rotations in full (a handful; the partial index finds them).
+        let rows = sqlx::query(
+            "SELECT * FROM rotations WHERE team_id = ? AND phase NOT IN ('verified', 'rolled_back', 'abandoned')",
+        )
+        .bind(team_id)
+        .fetch_all(pool)
+        .await
+        .map_err(query_err("load open rotations"))?;
         for row in rows {
             let r = rotation_from_row(&row)?;
             let name = r.lineage.name.clone();
@@ -148,18 +203,24 @@ impl Records {
                 .entry(name.clone())
                 .or_default()
                 .insert(r.rotation_id.clone());
-            match r.phase {
-                RotationPhase::RolledBack => {
-                    out.rolled_back
-                        .entry(name)
-                        .or_default()
-                        .insert(r.rotation_id.clone());
-                }
-                RotationPhase::Verified | RotationPhase::Abandoned => {}
-                _ => {
-                    out.open.insert(name, r);
-                }
+            out.open.insert(name, r);
+        }
+        // Finished ones: only which lineage they belong to and whether they rolled back.
+        let finished: Vec<(String, String, String)> = fetch_packed(
+            pool,
+            "load finished rotations",
+            "SELECT json_group_array(json_array(key_name, rotation_id, phase)) FROM rotations WHERE team_id = ? AND phase IN ('verified', 'rolled_back', 'abandoned')",
+            team_id,
+        )
+        .await?;
+        for (name, rotation_id, phase) in finished {
+            if phase == RotationPhase::RolledBack.as_str() {
+                out.rolled_back
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(rotation_id.clone());
             }
+            out.known.entry(name).or_default().insert(rotation_id);
         }
         let rows =
             sqlx::query("SELECT * FROM retirements WHERE team_id = ? AND phase != 'deleted'")
@@ -174,17 +235,14 @@ impl Records {
                 .or_default()
                 .push(r);
         }
-        let rows = sqlx::query(
-            "SELECT key_name, vault_key_id, vault_version FROM lineages WHERE team_id = ?",
+        let lineages: Vec<(String, Option<String>, i64)> = fetch_packed(
+            pool,
+            "load lineages",
+            "SELECT json_group_array(json_array(key_name, vault_key_id, vault_version)) FROM lineages WHERE team_id = ?",
+            team_id,
         )
-        .bind(team_id)
-        .fetch_all(pool)
-        .await
-        .map_err(query_err("load lineages"))?;
-        for row in rows {
-            let name: String = row.get("key_name");
-            let key_id: Option<String> = row.get("vault_key_id");
-            let version: i64 = row.get("vault_version");
+        .await?;
+        for (name, key_id, version) in lineages {
             out.vault.insert(
                 name,
                 key_id.map(|key_id| VaultView {
@@ -193,13 +251,16 @@ impl Records {
                 }),
             );
         }
-        let rows = sqlx::query("SELECT key_id FROM verified_keys WHERE team_id = ?")
-            .bind(team_id)
-            .fetch_all(pool)
-            .await
-            .map_err(query_err("load verified keys"))?;
-        out.verified =
-            std::sync::Arc::new(rows.iter().map(|r| r.get::<String, _>("key_id")).collect());
+        let verified: HashSet<String> = fetch_packed(
+            pool,
+            "load verified keys",
+            "SELECT json_group_array(key_id) FROM verified_keys WHERE team_id = ?",
+            team_id,
+        )
+        .await?
+        .into_iter()
+        .collect();
+        out.verified = std::sync::Arc::new(verified);
         Ok(out)
     }
 
@@ -278,14 +339,16 @@ impl Records {
         keys: &[&ApiKey],
         listed_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let rows = sqlx::query("SELECT * FROM key_snapshots WHERE team_id = ?")
-            .bind(team_id)
-            .fetch_all(self.store.pool())
-            .await
-            .map_err(query_err("read the key snapshot"))?;
+        let rows: Vec<PackedSnapshot> = fetch_packed(
+            self.store.pool(),
+            "read the key snapshot",
+            "SELECT json_group_array(json_array(key_id, key_name, description, state, created_at, expiry, last_request_at)) FROM key_snapshots WHERE team_id = ?",
+            team_id,
+        )
+        .await?;
         let mut before: HashMap<String, ApiKey> = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let k = snapshot_from_row(row)?;
+        for row in rows {
+            let k = row.into_key()?;
             before.insert(k.id.clone(), k);
         }
         let mut upserts: Vec<ApiKey> = Vec::new();
@@ -300,8 +363,9 @@ impl Records {
         let gone: Vec<String> = before.into_keys().collect();
         let team_id = team_id.to_string();
         self.store
-            .write(move |conn| {
+            .write(move |tx| {
                 Box::pin(async move {
+                    let conn = tx.conn;
                     for id in &gone {
                         sqlx::query("DELETE FROM key_snapshots WHERE key_id = ?")
                             .bind(id)
