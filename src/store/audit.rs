@@ -202,17 +202,32 @@ fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 }
 
 /// Appends one row on a connection that is inside the caller's write transaction.
+/// Where the next audit row goes: its id and the hash it chains from.
+#[derive(Debug, Clone)]
+pub(crate) struct ChainHead {
+    next_id: i64,
+    prev_hash: String,
+}
+
+/// Appends one row. `head` is the chain head as this write transaction last
+/// left it; `None` reads it from the database (the transaction's first append).
 pub(crate) async fn append_on(
     conn: &mut SqliteConnection,
+    head: &mut Option<ChainHead>,
     entry: NewAuditEntry,
 ) -> Result<AuditRow, StoreError> {
-    let last = sqlx::query("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_err("read the audit chain head"))?;
-    let (id, prev_hash) = match last {
-        Some(row) => (row.get::<i64, _>("id") + 1, row.get::<String, _>("hash")),
-        None => (1, GENESIS.to_string()),
+    let (id, prev_hash) = match head.take() {
+        Some(h) => (h.next_id, h.prev_hash),
+        None => {
+            let last = sqlx::query("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(query_err("read the audit chain head"))?;
+            match last {
+                Some(row) => (row.get::<i64, _>("id") + 1, row.get::<String, _>("hash")),
+                None => (1, GENESIS.to_string()),
+            }
+        }
     };
     let at = format_at(entry.at);
     let hash = row_hash(
@@ -244,6 +259,10 @@ pub(crate) async fn append_on(
     .execute(&mut *conn)
     .await
     .map_err(query_err("append to the audit log"))?;
+    *head = Some(ChainHead {
+        next_id: id + 1,
+        prev_hash: hash.clone(),
+    });
     Ok(AuditRow {
         id,
         at: entry.at,

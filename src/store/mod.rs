@@ -22,6 +22,7 @@ use futures::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
+use audit::ChainHead;
 pub use audit::{AuditAction, AuditFilter, AuditRow, ChainReport, NewAuditEntry, Outcome};
 pub use error::StoreError;
 
@@ -31,11 +32,20 @@ const MAX_BATCH: usize = 256;
 /// Answers a queued writer once its batch has committed (or failed to).
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
+/// A write transaction as one queued writer sees it: the connection, and the
+/// audit chain's head as this transaction has extended it so far (read from the
+/// database by the transaction's first audit row, then carried in memory: every
+/// append inside one `BEGIN IMMEDIATE` is ours).
+pub struct WriteTx<'c> {
+    pub conn: &'c mut SqliteConnection,
+    head: &'c mut Option<ChainHead>,
+}
+
 /// A queued write, type-erased so writes of any result type share one batch.
 trait WriteJob: Send {
-    /// Runs the write inside its savepoint: whether it succeeded, and how to
-    /// answer its writer once the batch is committed.
-    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)>;
+    /// Runs the write (inside its savepoint, when it shares the transaction):
+    /// whether it succeeded, and how to answer its writer once the batch is committed.
+    fn run<'c>(self: Box<Self>, tx: WriteTx<'c>) -> BoxFuture<'c, (bool, Finish)>;
     /// The answer for a write that never ran because the batch failed first.
     fn into_failure(self: Box<Self>) -> Finish;
     fn fail(self: Box<Self>, e: StoreError) {
@@ -51,14 +61,12 @@ struct TypedJob<T, F> {
 impl<T, F> WriteJob for TypedJob<T, F>
 where
     T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-        + Send
-        + 'static,
+    F: for<'c> FnOnce(WriteTx<'c>) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
 {
-    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> {
+    fn run<'c>(self: Box<Self>, write: WriteTx<'c>) -> BoxFuture<'c, (bool, Finish)> {
         let TypedJob { f, tx } = *self;
         Box::pin(async move {
-            match f(conn).await {
+            match f(write).await {
                 Ok(out) => {
                     let finish: Finish = Box::new(move |committed: Result<(), StoreError>| {
                         let _ = tx.send(committed.map(|()| out));
@@ -192,9 +200,7 @@ impl Store {
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: for<'c> FnOnce(WriteTx<'c>) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.queue
@@ -250,6 +256,7 @@ impl Store {
         };
         let mut finishes: Vec<Finish> = Vec::with_capacity(jobs.len());
         let committed = async {
+            let alone = jobs.len() == 1;
             let mut jobs = jobs.into_iter();
             let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
                 Ok(tx) => tx,
@@ -258,6 +265,26 @@ impl Store {
                     return Err(("begin a write transaction", e));
                 }
             };
+            let mut head: Option<ChainHead> = None;
+            if alone {
+                // A lone writer needs no savepoint: its failure undoes the
+                // whole transaction (two statements fewer per write).
+                let job = jobs.next().expect("one job");
+                let (ok, finish) = job
+                    .run(WriteTx {
+                        conn: &mut tx,
+                        head: &mut head,
+                    })
+                    .await;
+                finishes.push(finish);
+                return if ok {
+                    tx.commit().await.map_err(|e| ("commit", e))
+                } else {
+                    // The writer's own error is its answer; a failed rollback
+                    // still means the connection must not be reused.
+                    tx.rollback().await.map_err(|e| ("roll back", e))
+                };
+            }
             while let Some(job) = jobs.next() {
                 let mut savepoint = match tx.begin().await {
                     Ok(sp) => sp,
@@ -268,10 +295,18 @@ impl Store {
                         return Err(("begin a savepoint", e));
                     }
                 };
-                let (ok, finish) = job.run(&mut savepoint).await;
+                let head_before = head.clone();
+                let (ok, finish) = job
+                    .run(WriteTx {
+                        conn: &mut savepoint,
+                        head: &mut head,
+                    })
+                    .await;
                 let closed = if ok {
                     savepoint.commit().await
                 } else {
+                    // Its audit rows are undone: so is what it did to the head.
+                    head = head_before;
                     savepoint.rollback().await
                 };
                 finishes.push(finish);
@@ -307,15 +342,15 @@ impl Store {
 
     /// Appends one audit row inside a transaction opened by [`Store::write`].
     pub async fn append_on(
-        conn: &mut SqliteConnection,
+        tx: &mut WriteTx<'_>,
         entry: NewAuditEntry,
     ) -> Result<AuditRow, StoreError> {
-        audit::append_on(conn, entry).await
+        audit::append_on(tx.conn, tx.head, entry).await
     }
 
     /// Appends one audit row.
     pub async fn append(&self, entry: NewAuditEntry) -> Result<AuditRow, StoreError> {
-        self.write(move |conn| Box::pin(audit::append_on(conn, entry)))
+        self.write(move |mut tx| Box::pin(async move { Store::append_on(&mut tx, entry).await }))
             .await
     }
 
@@ -324,11 +359,11 @@ impl Store {
         &self,
         entries: Vec<NewAuditEntry>,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        self.write(move |conn| {
+        self.write(move |mut tx| {
             Box::pin(async move {
                 let mut rows = Vec::with_capacity(entries.len());
                 for e in entries {
-                    rows.push(audit::append_on(conn, e).await?);
+                    rows.push(Store::append_on(&mut tx, e).await?);
                 }
                 Ok(rows)
             })
@@ -361,5 +396,110 @@ impl Store {
         } else {
             Err(StoreError::Corrupt { reason: verdict })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+
+    fn entry(detail: &str) -> NewAuditEntry {
+        NewAuditEntry {
+            at: Utc::now(),
+            team_id: Some("T1".into()),
+            key_id: None,
+            key_name: None,
+            action: AuditAction::Create,
+            outcome: Outcome::Ok,
+            detail: detail.into(),
+            rotation_id: None,
+        }
+    }
+
+    /// A queued writer appending `rows` audit rows, then failing if `fail`.
+    fn job(
+        rows: &'static [&'static str],
+        fail: bool,
+    ) -> (
+        Box<dyn WriteJob>,
+        tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
+    ) {
+        fn boxed<F>(
+            f: F,
+            tx: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+        ) -> Box<dyn WriteJob>
+        where
+            F: for<'c> FnOnce(WriteTx<'c>) -> BoxFuture<'c, Result<(), StoreError>>
+                + Send
+                + 'static,
+        {
+            Box::new(TypedJob { f, tx })
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let f = boxed(
+            move |mut w| {
+                Box::pin(async move {
+                    for detail in rows {
+                        Store::append_on(&mut w, entry(detail)).await?;
+                    }
+                    if fail {
+                        return Err(StoreError::Conflict {
+                            what: "doomed".into(),
+                        });
+                    }
+                    Ok(())
+                })
+            },
+            tx,
+        );
+        (f, rx)
+    }
+
+    /// One batch, driven directly: the chain head carried from writer to writer
+    /// must forget what a failed writer appended, or the next row would chain
+    /// from a row that was rolled back.
+    #[tokio::test]
+    async fn one_batch_keeps_the_chain_across_a_failed_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).await.unwrap();
+        store.append(entry("before")).await.unwrap();
+        let (a, ra) = job(&["a1", "a2"], false);
+        let (b, rb) = job(&["b1", "b2"], true);
+        let (c, rc) = job(&["c1"], false);
+        let (d, rd) = job(&[], true);
+        store.run_batch(vec![a, b, c, d]).await;
+        assert!(ra.await.unwrap().is_ok());
+        assert!(matches!(
+            rb.await.unwrap(),
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(rc.await.unwrap().is_ok());
+        assert!(matches!(
+            rd.await.unwrap(),
+            Err(StoreError::Conflict { .. })
+        ));
+        let details: Vec<String> = store
+            .audit(&AuditFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.detail)
+            .collect();
+        assert_eq!(details, ["before", "a1", "a2", "c1"]);
+        assert_eq!(
+            store.verify_chain().await.unwrap(),
+            ChainReport::Intact { rows: 4 }
+        );
+        // A lone failing writer: nothing of it is kept, and the next write chains on.
+        let (e, re) = job(&["e1"], true);
+        store.run_batch(vec![e]).await;
+        assert!(re.await.unwrap().is_err());
+        store.append(entry("after")).await.unwrap();
+        assert_eq!(
+            store.verify_chain().await.unwrap(),
+            ChainReport::Intact { rows: 5 }
+        );
     }
 }

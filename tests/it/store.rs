@@ -221,9 +221,9 @@ async fn a_failed_write_in_a_shared_commit_loses_only_its_own_rows() {
         let s = store.clone();
         tasks.push(tokio::spawn(async move {
             if i % 7 == 3 {
-                s.write(move |conn| {
+                s.write(move |mut tx| {
                     Box::pin(async move {
-                        Store::append_on(conn, entry(i, "doomed")).await?;
+                        Store::append_on(&mut tx, entry(i, "doomed")).await?;
                         Err::<(), _>(StoreError::Conflict {
                             what: format!("writer {i}"),
                         })
