@@ -126,15 +126,32 @@ fn write_config(w: &World, teams: usize, concurrency: usize, prefix: &str) -> Pa
 struct Run {
     wall: f64,
     rss_kb: u64,
+    /// CPU seconds (user + system) of the daemon, of this process (the
+    /// simulator) and of the Vault server during the sweep.
+    cpu: Cpu,
     masv: u64,
     vault: u64,
     stdout: String,
 }
 
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    daemon: f64,
+    simulator: f64,
+    vault: f64,
+}
+
+/// The Vault server's pid, when scripts/bench started it.
+fn vault_pid() -> Option<u32> {
+    std::env::var("BENCH_VAULT_PID").ok()?.parse().ok()
+}
+
 fn once(bin: &Path, config: &Path) -> Run {
+    let sim0 = cpu_ticks(std::process::id()).unwrap_or(0);
+    let vault0 = vault_pid().and_then(cpu_ticks).unwrap_or(0);
     let started = Instant::now();
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "BENCH_RSS_KB=%M"])
+        .args(["-f", "BENCH_RSS_KB=%M BENCH_CPU_S=%U+%S"])
         .arg(bin)
         .args(["--config", config.to_str().unwrap(), "once"])
         .output()
@@ -143,11 +160,31 @@ fn once(bin: &Path, config: &Path) -> Run {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "once failed: {stdout}\n{stderr}");
-    let rss_kb = stderr
+    let sim1 = cpu_ticks(std::process::id()).unwrap_or(0);
+    let vault1 = vault_pid().and_then(cpu_ticks).unwrap_or(0);
+    let time_line = stderr
         .lines()
-        .find_map(|l| l.strip_prefix("BENCH_RSS_KB="))
-        .and_then(|v| v.trim().parse().ok())
+        .find(|l| l.starts_with("BENCH_RSS_KB="))
+        .unwrap_or("");
+    let rss_kb = time_line
+        .strip_prefix("BENCH_RSS_KB=")
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
+    let daemon_cpu = time_line
+        .split("BENCH_CPU_S=")
+        .nth(1)
+        .map(|v| {
+            v.trim()
+                .split('+')
+                .filter_map(|x| x.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0);
+    let cpu = Cpu {
+        daemon: daemon_cpu,
+        simulator: (sim1 - sim0) as f64 / TICKS_PER_S,
+        vault: (vault1 - vault0) as f64 / TICKS_PER_S,
+    };
     let calls = stdout
         .lines()
         .find(|l| l.starts_with("calls:"))
@@ -164,6 +201,7 @@ fn once(bin: &Path, config: &Path) -> Run {
     Run {
         wall,
         rss_kb,
+        cpu,
         masv: num_after("MASV "),
         vault: num_after("Vault "),
         stdout,
@@ -174,15 +212,21 @@ fn row(name: &str, r: &Run, latency_ms: u64, concurrency: usize) {
     let bound = r.masv as f64 * latency_ms as f64 / 1000.0 / concurrency as f64;
     let ratio = if bound > 0.0 { r.wall / bound } else { 0.0 };
     println!(
-        "| {name:<34} | {:>8.2} s | {:>7} | {:>7} | {:>8.2} s | {:>5.2} | {:>7.1} MiB |",
+        "| {name:<34} | {:>8.2} s | {:>7} | {:>7} | {:>8.2} s | {:>5.2} | {:>7.1} MiB | {:>6.2} s | {:>6.2} s | {:>6.2} s |",
         r.wall,
         r.masv,
         r.vault,
         bound,
         ratio,
-        r.rss_kb as f64 / 1024.0
+        r.rss_kb as f64 / 1024.0,
+        r.cpu.daemon,
+        r.cpu.simulator,
+        r.cpu.vault,
     );
 }
+
+/// Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux).
+const TICKS_PER_S: f64 = 100.0;
 
 fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
@@ -237,8 +281,10 @@ async fn main() {
             .unwrap_or_default()
     );
     println!();
-    println!("| sweep                              |     wall  | MASV    | Vault   | RTT bound | ratio |  peak RSS   |");
-    println!("| ---------------------------------- | --------: | ------: | ------: | --------: | ----: | ----------: |");
+    println!("CPU columns: seconds of CPU (user + system) spent during the sweep by the daemon, by the simulator (this process) and by the Vault server");
+    println!();
+    println!("| sweep                              |     wall  | MASV    | Vault   | RTT bound | ratio |  peak RSS   | daemon  | sim     | Vault   |");
+    println!("| ---------------------------------- | --------: | ------: | ------: | --------: | ----: | ----------: | ------: | ------: | ------: |");
 
     let w = world(o.teams, o.keys, latency).await;
     let prefix = format!("bench-{}", std::process::id());
@@ -343,8 +389,7 @@ async fn main() {
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = child.wait();
-    let ticks_per_s = 100.0;
-    let cpu_pct = (t1 - t0) as f64 / ticks_per_s / o.idle_secs as f64 * 100.0;
+    let cpu_pct = (t1 - t0) as f64 / TICKS_PER_S / o.idle_secs as f64 * 100.0;
     println!(
         "idle run over {} s: RSS {:.1} MiB ({:.1} MiB anonymous, {:.1} MiB file-backed: the executable's pages), CPU {:.3} % of a core",
         o.idle_secs,
