@@ -4,15 +4,19 @@
 //! running is skipped (and counted), so sweeps never overlap however slow MASV
 //! is. Shutdown cancels the token: the engine finishes the step in flight, leaves
 //! the rest for the next start, and the loop returns.
+//!
+//! A while after each sweep, once the connections it used have timed out, the
+//! loop hands the allocator's free pages back to the system: otherwise the idle
+//! daemon would stay as large as its busiest sweep (see `heap-trim`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::engine::ports::{KeyApi, SecretStore};
 use crate::engine::{Engine, SweepMode, SweepReport};
@@ -24,6 +28,43 @@ pub struct LoopStats {
     pub skipped_ticks: u64,
     /// The most sweeps ever running at once (1 means they never overlapped).
     pub max_concurrent: u64,
+    /// Times the loop gave freed memory back to the system (at most once per sweep).
+    pub heap_releases: u64,
+}
+
+/// How long after a sweep the daemon gives freed memory back: longer than the
+/// idle timeouts of the database and MASV connection pools, so the memory of
+/// the connections the sweep used is free by then.
+pub const SETTLE_AFTER_SWEEP: Duration = Duration::from_secs(15);
+
+const _: () = assert!(
+    SETTLE_AFTER_SWEEP.as_secs() > 2 * crate::store::IDLE_CONNECTION_TIMEOUT.as_secs()
+        && SETTLE_AFTER_SWEEP.as_secs() > crate::masv::client::IDLE_CONNECTION_TIMEOUT.as_secs()
+);
+
+/// When the loop next releases freed memory: at the first idle tick
+/// `settle_after` past a sweep's end, once per sweep.
+#[derive(Debug)]
+struct HeapSettle {
+    settle_after: Duration,
+    swept_at: Option<Instant>,
+}
+
+impl HeapSettle {
+    fn sweep_ended(&mut self, at: Instant) {
+        self.swept_at = Some(at);
+    }
+
+    /// Whether to release now; true at most once after each sweep.
+    fn take_due(&mut self, now: Instant) -> bool {
+        let due = self
+            .swept_at
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.settle_after);
+        if due {
+            self.swept_at = None;
+        }
+        due
+    }
 }
 
 /// Errors that stop the loop from starting.
@@ -40,6 +81,8 @@ pub struct LoopHooks<'a> {
     /// While idle between sweeps, every `idle_every` (the systemd watchdog).
     pub on_idle: &'a (dyn Fn() + Send + Sync),
     pub idle_every: Duration,
+    /// How long after a sweep to give freed memory back ([`SETTLE_AFTER_SWEEP`]).
+    pub settle_after: Duration,
 }
 
 /// Runs sweeps on `cron` until `shutdown` is cancelled.
@@ -57,7 +100,12 @@ where
         on_sweep,
         on_idle,
         idle_every,
+        settle_after,
     } = hooks;
+    let mut settle = HeapSettle {
+        settle_after,
+        swept_at: None,
+    };
     let schedule_err = |e: tokio_cron_scheduler::JobSchedulerError| DaemonError::Schedule {
         cron: cron.to_string(),
         reason: e.to_string(),
@@ -97,7 +145,14 @@ where
             while !ticked {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = idle.tick() => on_idle(),
+                    _ = idle.tick() => {
+                        on_idle();
+                        if settle.take_due(Instant::now()) {
+                            let released = heap_trim::release_free_memory();
+                            stats.heap_releases += 1;
+                            debug!(released, "gave the last sweep's freed memory back to the system");
+                        }
+                    }
                     tick = rx.recv() => {
                         if tick.is_none() { break }
                         ticked = true;
@@ -123,6 +178,7 @@ where
         }
         sweeping.store(false, Ordering::SeqCst);
         stats.sweeps += 1;
+        settle.sweep_ended(Instant::now());
         match result {
             Ok(report) => {
                 info!(
@@ -144,4 +200,26 @@ where
         "stopped"
     );
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_released_once_per_sweep_after_it_settles() {
+        let t0 = Instant::now();
+        let mut s = HeapSettle {
+            settle_after: Duration::from_secs(15),
+            swept_at: None,
+        };
+        assert!(!s.take_due(t0), "no sweep yet");
+        s.sweep_ended(t0);
+        assert!(!s.take_due(t0 + Duration::from_secs(14)));
+        assert!(s.take_due(t0 + Duration::from_secs(15)));
+        assert!(!s.take_due(t0 + Duration::from_secs(16)), "once per sweep");
+        s.sweep_ended(t0 + Duration::from_secs(60));
+        assert!(!s.take_due(t0 + Duration::from_secs(70)));
+        assert!(s.take_due(t0 + Duration::from_secs(90)));
+    }
 }

@@ -15,7 +15,7 @@ use tracing::{error, info};
 
 use crate::clock::SystemClock;
 use crate::config::{Config, Credentials};
-use crate::daemon::{sweep_loop, LoopHooks};
+use crate::daemon::{sweep_loop, LoopHooks, SETTLE_AFTER_SWEEP};
 use crate::engine::SweepReport;
 use crate::exit::Exit;
 use crate::lock::{InstanceLock, LockError};
@@ -189,6 +189,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Exit 
                     on_sweep: &mut on_sweep,
                     on_idle: &on_idle,
                     idle_every,
+                    settle_after: SETTLE_AFTER_SWEEP,
                 },
             );
             tokio::pin!(sweeping);

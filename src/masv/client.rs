@@ -139,6 +139,10 @@ fn describe(e: &reqwest::Error) -> String {
     out
 }
 
+/// How long an idle connection to MASV stays open (daemon::SETTLE_AFTER_SWEEP
+/// waits for this).
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl MasvClient {
     pub fn new(settings: MasvSettings) -> Result<Self, MasvError> {
         let base = settings.base_url.trim_end_matches('/').to_string();
@@ -149,6 +153,8 @@ impl MasvClient {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(settings.max_concurrency)
+            // Between hourly sweeps an idle connection only holds buffers.
+            .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .user_agent(concat!("masv-key-rotator/", env!("CARGO_PKG_VERSION")))
             // A redirect would carry X-User-Token / X-API-KEY to wherever it points.
             .redirect(reqwest::redirect::Policy::none())

@@ -96,6 +96,9 @@ where
     }
 }
 
+/// How long a database connection may sit idle before the pool closes it.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a writer waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -146,6 +149,10 @@ impl Store {
             // Writes are serialised anyway; one more connection lets reads overlap.
             // (sqlx runs each SQLite connection on its own thread.)
             .max_connections(2)
+            // Closed when idle, so an idle daemon holds no SQLite page cache
+            // (daemon::SETTLE_AFTER_SWEEP waits for this).
+            .min_connections(0)
+            .idle_timeout(Some(IDLE_CONNECTION_TIMEOUT))
             .connect_with(options)
             .await
             .map_err(|e| open_err(path, e))?;

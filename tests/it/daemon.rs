@@ -37,6 +37,7 @@ async fn a_sweep_slower_than_its_interval_never_overlaps() {
         on_sweep: &mut on_sweep,
         on_idle: &|| {},
         idle_every: StdDuration::from_secs(1),
+        settle_after: StdDuration::from_secs(60),
     };
     let stats = sweep_loop(&engine, "* * * * * *", shutdown, hooks)
         .await
@@ -57,6 +58,43 @@ async fn a_sweep_slower_than_its_interval_never_overlaps() {
         .filter(|r| r.method == "GET" && r.path.ends_with("/api_keys"))
         .count() as u64;
     assert_eq!(lists, stats.sweeps);
+}
+
+/// After a sweep has settled, the loop gives freed memory back once, on an
+/// idle tick, and not again until another sweep ran.
+#[tokio::test]
+async fn freed_memory_is_given_back_once_after_each_sweep() {
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), None);
+    let shutdown = CancellationToken::new();
+    let engine = w.engine().await.with_shutdown(shutdown.clone());
+    let idle_ticks = std::sync::atomic::AtomicU64::new(0);
+    let on_idle = || {
+        idle_ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    };
+    let mut on_sweep = |_: &masv_key_rotator::engine::SweepReport| {};
+    let hooks = LoopHooks {
+        on_sweep: &mut on_sweep,
+        on_idle: &on_idle,
+        idle_every: StdDuration::from_millis(20),
+        settle_after: StdDuration::from_millis(100),
+    };
+    // Only the start-up sweep: the schedule's next tick is on 1 January.
+    let stopper = {
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(StdDuration::from_millis(1500)).await;
+            s.cancel();
+        })
+    };
+    let stats = sweep_loop(&engine, "0 0 0 1 1 *", shutdown, hooks)
+        .await
+        .unwrap();
+    stopper.await.unwrap();
+    let idle_ticks = idle_ticks.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(stats.sweeps, 1, "{stats:?}");
+    assert!(idle_ticks > 10, "the loop idled on {idle_ticks} ticks");
+    assert_eq!(stats.heap_releases, 1, "{stats:?}");
 }
 
 #[tokio::test]
