@@ -24,6 +24,8 @@ struct Opts {
     concurrency: usize,
     baseline_keys: usize,
     idle_secs: u64,
+    /// Print the idle daemon's resident memory by mapping (from /proc/<pid>/smaps).
+    smaps: bool,
 }
 
 fn opts() -> Opts {
@@ -34,6 +36,7 @@ fn opts() -> Opts {
         concurrency: 8,
         baseline_keys: 200,
         idle_secs: 60,
+        smaps: false,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -46,6 +49,11 @@ fn opts() -> Opts {
             ("--concurrency", Some(v)) => o.concurrency = v as usize,
             ("--baseline-keys", Some(v)) => o.baseline_keys = v as usize,
             ("--idle-secs", Some(v)) => o.idle_secs = v,
+            ("--smaps", _) => {
+                o.smaps = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue;
@@ -242,6 +250,41 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
+/// Resident and anonymous kB per mapping name (anonymous mappings as "[anon]"),
+/// largest first.
+fn resident_by_mapping(pid: u32) -> Vec<(String, u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut totals: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let mut name = String::new();
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let first = parts.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            name = parts.nth(4).unwrap_or("[anon]").to_string();
+            continue;
+        }
+        let kb = || {
+            parts
+                .clone()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        match first {
+            "Rss:" => totals.entry(name.clone()).or_default().0 += kb(),
+            "Anonymous:" => totals.entry(name.clone()).or_default().1 += kb(),
+            _ => {}
+        }
+    }
+    let mut rows: Vec<(String, u64, u64)> = totals
+        .into_iter()
+        .filter(|(_, (rss, _))| *rss >= 64)
+        .map(|(n, (r, a))| (n, r, a))
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+    rows
+}
+
 #[tokio::main]
 async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -385,6 +428,7 @@ async fn main() {
     let rss_kb = proc_field(pid, "status", "VmRSS:").unwrap_or(0);
     let anon_kb = proc_field(pid, "status", "RssAnon:").unwrap_or(0);
     let file_kb = proc_field(pid, "status", "RssFile:").unwrap_or(0);
+    let by_mapping = o.smaps.then(|| resident_by_mapping(pid));
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -398,6 +442,12 @@ async fn main() {
         file_kb as f64 / 1024.0,
         cpu_pct
     );
+    if let Some(rows) = by_mapping {
+        println!("idle run, resident memory by mapping (kB resident, kB anonymous):");
+        for (name, rss, anon) in rows {
+            println!("  {rss:>8} {anon:>8}  {name}");
+        }
+    }
     let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
     println!(
         "binary size: {:.1} MiB ({})",
