@@ -361,21 +361,49 @@ impl Records {
             }
         }
         let gone: Vec<String> = before.into_keys().collect();
+        // One statement each for all removed and all new or changed keys (a JSON
+        // array bound once): a row per statement cost a worker round trip per
+        // key, and keys in use change their last_request_at every sweep.
+        let gone = serde_json::to_string(&gone).map_err(|e| corrupt(e.to_string()))?;
+        let upserts = serde_json::to_string(
+            &upserts
+                .iter()
+                .map(|k| {
+                    (
+                        &k.id,
+                        team_id,
+                        &k.name,
+                        &k.description,
+                        k.state.as_str(),
+                        opt_ts(k.created_at),
+                        opt_ts(k.expiry),
+                        opt_ts(k.last_request_at),
+                        ts(listed_at),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| corrupt(e.to_string()))?;
         let team_id = team_id.to_string();
         self.store
             .write(move |tx| {
                 Box::pin(async move {
                     let conn = tx.conn;
-                    for id in &gone {
-                        sqlx::query("DELETE FROM key_snapshots WHERE key_id = ?")
-                            .bind(id)
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(query_err("clear key snapshot"))?;
-                    }
-                    for k in &upserts {
-                        write_snapshot(conn, &team_id, k, listed_at).await?;
-                    }
+                    sqlx::query(
+                        "DELETE FROM key_snapshots WHERE key_id IN (SELECT value FROM json_each(?))",
+                    )
+                    .bind(&gone)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_err("clear key snapshot"))?;
+                    sqlx::query(
+                        "INSERT OR REPLACE INTO key_snapshots (key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) \
+                         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8 FROM json_each(?)",
+                    )
+                    .bind(&upserts)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(query_err("write key snapshot"))?;
                     sqlx::query(
                         "INSERT INTO team_listings (team_id, listed_at) VALUES (?, ?) ON CONFLICT (team_id) DO UPDATE SET listed_at = excluded.listed_at",
                     )

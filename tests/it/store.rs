@@ -373,3 +373,71 @@ proptest! {
         })?;
     }
 }
+
+/// The key snapshot follows each list with a diff written in bulk: changed and
+/// new keys replaced, gone keys removed, unchanged keys kept, for its team only.
+#[tokio::test]
+async fn the_key_snapshot_follows_each_list() {
+    use masv_key_rotator::engine::records::Records;
+    use masv_key_rotator::masv::{ApiKey, KeyState};
+
+    let (_dir, store) = fresh().await;
+    let records = Records::new(store);
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let key = |id: &str, name: &str, used: Option<i64>| ApiKey {
+        id: id.into(),
+        name: name.into(),
+        description: format!("key {id}, with \"quotes\", a comma and a\nnewline"),
+        state: KeyState::Active,
+        created_at: Some(t0 - Duration::days(3)),
+        updated_at: None,
+        expiry: (id != "C").then(|| t0 + Duration::days(27)),
+        last_request_at: used.map(|m| t0 - Duration::minutes(m)),
+    };
+    let ids = |keys: &[ApiKey]| -> Vec<(String, KeyState, Option<chrono::DateTime<Utc>>)> {
+        let mut v: Vec<_> = keys
+            .iter()
+            .map(|k| (k.id.clone(), k.state, k.last_request_at))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let first = [
+        key("A", "a", Some(5)),
+        key("B", "b", None),
+        key("C", "c", Some(1)),
+    ];
+    let other_team = [key("Z", "z", None)];
+    records
+        .snapshot_keys("T1", &first.iter().collect::<Vec<_>>(), t0)
+        .await
+        .unwrap();
+    records
+        .snapshot_keys("T2", &other_team.iter().collect::<Vec<_>>(), t0)
+        .await
+        .unwrap();
+    let (stored, listed) = records.snapshot("T1").await.unwrap();
+    assert_eq!(listed, Some(t0));
+    assert_eq!(stored, first.to_vec(), "every field round-trips");
+
+    // A used again, B suspended, C gone, D new.
+    let mut a = key("A", "a", Some(0));
+    a.last_request_at = Some(t0 + Duration::minutes(30));
+    let mut b = key("B", "b", None);
+    b.state = KeyState::Suspended;
+    let d = key("D", "d", None);
+    let t1 = t0 + Duration::hours(1);
+    records
+        .snapshot_keys("T1", &[&a, &b, &d], t1)
+        .await
+        .unwrap();
+    let (stored, listed) = records.snapshot("T1").await.unwrap();
+    assert_eq!(listed, Some(t1));
+    assert_eq!(ids(&stored), ids(&[a.clone(), b.clone(), d.clone()]));
+    assert_eq!(stored[0], a);
+    // The other team's snapshot is untouched; an empty list clears a team.
+    assert_eq!(records.snapshot("T2").await.unwrap().0, other_team.to_vec());
+    records.snapshot_keys("T1", &[], t1).await.unwrap();
+    assert!(records.snapshot("T1").await.unwrap().0.is_empty());
+    assert_eq!(records.snapshot("T2").await.unwrap().0.len(), 1);
+}
