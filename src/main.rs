@@ -7,6 +7,9 @@ use clap::Parser;
 use masv_key_rotator::cli::Cli;
 
 fn main() -> ExitCode {
+    // One malloc arena for all threads: the database connections' worker
+    // threads come and go, and memory left in their own arenas stayed resident.
+    heap_trim::limit_arenas(1);
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
