@@ -277,62 +277,90 @@ impl MasvClient {
             "email": self.inner.email,
             "password": self.inner.password.expose_secret(),
         });
+        let (status, body) = self
+            .idempotent_call(
+                &call,
+                &Method::POST,
+                "/auth",
+                &Auth::None,
+                Some(&body),
+                Some(&self.inner.logins),
+            )
+            .await?;
+        match status {
+            s if s.is_success() => {
+                let auth: AuthResponse = decode_wiping(body).map_err(|e| MasvError::Malformed {
+                    call: call.clone(),
+                    reason: e.to_string(),
+                })?;
+                let info = LoginInfo {
+                    user_id: auth.user.id.clone(),
+                    team_ids: auth.teams.iter().map(|t| t.id.clone()).collect(),
+                };
+                debug!(user_id = %info.user_id, "logged in to MASV");
+                Ok((auth.token, info))
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(MasvError::LoginRejected {
+                status: status.as_u16(),
+            }),
+            _ => Err(MasvError::Status {
+                call,
+                status: status.as_u16(),
+                message: excerpt(&body),
+            }),
+        }
+    }
+
+    /// A call that is safe to repeat (logging in, a read with an api key):
+    /// sent again after a transport failure, a timeout, a 5xx or a 429, within
+    /// the retry policy. Returns the first other answer, success or not, for
+    /// the caller to interpret. `attempts` counts every attempt, if given.
+    async fn idempotent_call(
+        &self,
+        call: &str,
+        method: &Method,
+        path: &str,
+        auth: &Auth<'_>,
+        body: Option<&serde_json::Value>,
+        attempts: Option<&AtomicU64>,
+    ) -> Result<(StatusCode, Bytes), MasvError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.inner.logins.fetch_add(1, Ordering::Relaxed);
-            let outcome = self
-                .exchange(&Method::POST, "/auth", &Auth::None, Some(&body))
-                .await;
-            let delay = match outcome {
-                Exchange::Response { status, body, .. } if status.is_success() => {
-                    let auth: AuthResponse =
-                        decode_wiping(body).map_err(|e| MasvError::Malformed {
-                            call: call.clone(),
-                            reason: e.to_string(),
-                        })?;
-                    let info = LoginInfo {
-                        user_id: auth.user.id.clone(),
-                        team_ids: auth.teams.iter().map(|t| t.id.clone()).collect(),
-                    };
-                    debug!(user_id = %info.user_id, "logged in to MASV");
-                    return Ok((auth.token, info));
-                }
-                Exchange::Response { status, .. }
-                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN =>
-                {
-                    return Err(MasvError::LoginRejected {
-                        status: status.as_u16(),
-                    })
-                }
+            if let Some(n) = attempts {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+            let delay = match self.exchange(method, path, auth, body).await {
                 Exchange::Response {
                     status,
                     retry_after,
                     body,
                 } => {
                     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                        self.retry_delay(attempt, retry_after, &call, status, None)?
+                        self.retry_delay(attempt, retry_after, call, status, Some(&body))?
                     } else {
-                        return Err(MasvError::Status {
-                            call,
-                            status: status.as_u16(),
-                            message: excerpt(&body),
-                        });
+                        return Ok((status, body));
                     }
                 }
                 Exchange::NotSent(reason) | Exchange::Lost(reason) => {
                     if attempt >= self.inner.retry.max_attempts {
-                        return Err(MasvError::Unreachable { call, reason });
+                        return Err(MasvError::Unreachable {
+                            call: call.to_string(),
+                            reason,
+                        });
                     }
                     self.inner.retry.backoff(attempt)
                 }
                 Exchange::TimedOut => {
                     if attempt >= self.inner.retry.max_attempts {
-                        return Err(MasvError::Timeout { call });
+                        return Err(MasvError::Timeout {
+                            call: call.to_string(),
+                        });
                     }
                     self.inner.retry.backoff(attempt)
                 }
             };
+            debug!(call = %call, attempt, delay_ms = delay.as_millis() as u64, "retrying");
             self.inner.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
         }
@@ -600,51 +628,26 @@ impl MasvClient {
     pub async fn check_key(&self, team_id: &str, api_key: &SecretString) -> Result<(), MasvError> {
         let call = format!("use the new api key on team {team_id}");
         let path = format!("/teams/{team_id}/packages");
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let delay = match self
-                .exchange(&Method::GET, &path, &Auth::ApiKey(api_key), None)
-                .await
-            {
-                Exchange::Response { status, .. } if status.is_success() => return Ok(()),
-                Exchange::Response { status, .. }
-                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN =>
-                {
-                    return Err(MasvError::KeyRejected {
-                        status: status.as_u16(),
-                    })
-                }
-                Exchange::Response {
-                    status,
-                    retry_after,
-                    body,
-                } => {
-                    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                        self.retry_delay(attempt, retry_after, &call, status, Some(&body))?
-                    } else {
-                        return Err(MasvError::Status {
-                            call,
-                            status: status.as_u16(),
-                            message: excerpt(&body),
-                        });
-                    }
-                }
-                Exchange::NotSent(reason) | Exchange::Lost(reason) => {
-                    if attempt >= self.inner.retry.max_attempts {
-                        return Err(MasvError::Unreachable { call, reason });
-                    }
-                    self.inner.retry.backoff(attempt)
-                }
-                Exchange::TimedOut => {
-                    if attempt >= self.inner.retry.max_attempts {
-                        return Err(MasvError::Timeout { call });
-                    }
-                    self.inner.retry.backoff(attempt)
-                }
-            };
-            self.inner.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(delay).await;
+        let (status, body) = self
+            .idempotent_call(
+                &call,
+                &Method::GET,
+                &path,
+                &Auth::ApiKey(api_key),
+                None,
+                None,
+            )
+            .await?;
+        match status {
+            s if s.is_success() => Ok(()),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(MasvError::KeyRejected {
+                status: status.as_u16(),
+            }),
+            _ => Err(MasvError::Status {
+                call,
+                status: status.as_u16(),
+                message: excerpt(&body),
+            }),
         }
     }
 }

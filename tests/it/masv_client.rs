@@ -223,6 +223,68 @@ async fn idempotent_calls_retry_5xx_then_succeed() {
     assert!(c.stats().retries >= 4);
 }
 
+/// Logging in and checking a key are safe to repeat: a 5xx, a 429 or a dropped
+/// connection is retried; a refusal is not.
+#[tokio::test]
+async fn login_and_key_check_retry_transient_failures_only() {
+    let rig = Rig::new().await;
+    let c = rig.client();
+    rig.sim.inject(
+        Fault::new(FaultKind::Status(503))
+            .on(Method::POST)
+            .path("/auth"),
+    );
+    rig.sim.inject(
+        Fault::new(FaultKind::RateLimited { retry_after: None })
+            .on(Method::POST)
+            .path("/auth"),
+    );
+    c.login().await.unwrap();
+    assert_eq!(rig.count("POST", "/auth"), 3);
+    assert_eq!(c.stats().logins, 3, "every attempt counts as a login");
+
+    let created = c.create_key(TEAM, &new_key("ci")).await.unwrap();
+    c.set_key_state(&created.key.id, KeyAction::Active)
+        .await
+        .unwrap();
+    rig.sim.inject(
+        Fault::new(FaultKind::Status(500))
+            .on(Method::GET)
+            .path("/packages"),
+    );
+    rig.sim.inject(
+        Fault::new(FaultKind::DropConnection)
+            .on(Method::GET)
+            .path("/packages"),
+    );
+    c.check_key(TEAM, &created.secret).await.unwrap();
+    assert_eq!(rig.count("GET", "/packages"), 3);
+
+    rig.sim.inject(
+        Fault::new(FaultKind::Status(502))
+            .on(Method::GET)
+            .path("/packages")
+            .times(10),
+    );
+    let err = c.check_key(TEAM, &created.secret).await.unwrap_err();
+    assert!(
+        matches!(err, MasvError::Server { status: 502, .. }),
+        "{err}"
+    );
+    assert_eq!(rig.count("GET", "/packages"), 3 + 4, "max_attempts");
+
+    rig.sim.clear_faults();
+    c.set_key_state(&created.key.id, KeyAction::Inactive)
+        .await
+        .unwrap();
+    let before = rig.count("GET", "/packages");
+    assert!(matches!(
+        c.check_key(TEAM, &created.secret).await,
+        Err(MasvError::KeyRejected { status: 401 })
+    ));
+    assert_eq!(rig.count("GET", "/packages"), before + 1, "no retry");
+}
+
 #[tokio::test]
 async fn persistent_5xx_gives_up_as_server_error() {
     let rig = Rig::new().await;
