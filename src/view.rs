@@ -103,7 +103,8 @@ pub async fn build(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let recs = records.load_team(&team.id).await?;
+        let managed: Vec<&ApiKey> = keys.iter().filter(|k| matcher.is_match(&k.name)).collect();
+        let recs = records.load_team(&team.id, &managed).await?;
         let last = records.last_rotations(&team.id).await?;
         let mut names: Vec<String> = keys
             .iter()

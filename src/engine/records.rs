@@ -44,8 +44,8 @@ fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { op, source }
 }
 
-/// Runs a query that selects one JSON array (`json_group_array(...)`, bound to
-/// the team id) and decodes it.
+/// Runs a query that selects one JSON array (`json_group_array(...)`) with
+/// `binds` bound in order, and decodes it.
 ///
 /// sqlx hands SQLite rows from its worker thread over one message (and one
 /// thread wake-up) per row; reading the lineages, verified keys and snapshot of
@@ -55,13 +55,13 @@ async fn fetch_packed<T: serde::de::DeserializeOwned>(
     pool: &sqlx::SqlitePool,
     op: &'static str,
     sql: &str,
-    team_id: &str,
+    binds: &[&str],
 ) -> Result<Vec<T>, StoreError> {
-    let json: String = sqlx::query_scalar(sql)
-        .bind(team_id)
-        .fetch_one(pool)
-        .await
-        .map_err(query_err(op))?;
+    let mut query = sqlx::query_scalar(sql);
+    for b in binds {
+        query = query.bind(*b);
+    }
+    let json: String = query.fetch_one(pool).await.map_err(query_err(op))?;
     serde_json::from_str(&json).map_err(|e| corrupt(format!("{op}: {e}")))
 }
 
@@ -184,8 +184,17 @@ impl Records {
             .await
     }
 
-    /// Loads a team's records.
-    pub async fn load_team(&self, team_id: &str) -> Result<TeamRecords, StoreError> {
+    /// Loads a team's records for planning `keys` (its managed keys as listed).
+    ///
+    /// Finished rotations are read only for the rotation ids that `keys` carry
+    /// in their markers: those are the only ones the planner asks about (is the
+    /// marked key an orphan?), and the history grows with every rotation while
+    /// the keys do not.
+    pub async fn load_team(
+        &self,
+        team_id: &str,
+        keys: &[&ApiKey],
+    ) -> Result<TeamRecords, StoreError> {
         let pool = self.store.pool();
         let mut out = TeamRecords::default();
         // Unfinished rotations in full (a handful; the partial index finds them).
@@ -205,12 +214,18 @@ impl Records {
                 .insert(r.rotation_id.clone());
             out.open.insert(name, r);
         }
-        // Finished ones: only which lineage they belong to and whether they rolled back.
+        // Finished ones that a listed key names: which lineage they belong to
+        // and whether they rolled back.
+        let marked: Vec<&str> = keys
+            .iter()
+            .filter_map(|k| super::marker::rotation_id(&k.description))
+            .collect();
+        let marked = serde_json::to_string(&marked).map_err(|e| corrupt(e.to_string()))?;
         let finished: Vec<(String, String, String)> = fetch_packed(
             pool,
             "load finished rotations",
-            "SELECT json_group_array(json_array(key_name, rotation_id, phase)) FROM rotations WHERE team_id = ? AND phase IN ('verified', 'rolled_back', 'abandoned')",
-            team_id,
+            "SELECT json_group_array(json_array(key_name, rotation_id, phase)) FROM rotations WHERE team_id = ? AND phase IN ('verified', 'rolled_back', 'abandoned') AND rotation_id IN (SELECT value FROM json_each(?))",
+            &[team_id, &marked],
         )
         .await?;
         for (name, rotation_id, phase) in finished {
@@ -239,7 +254,7 @@ impl Records {
             pool,
             "load lineages",
             "SELECT json_group_array(json_array(key_name, vault_key_id, vault_version)) FROM lineages WHERE team_id = ?",
-            team_id,
+            &[team_id],
         )
         .await?;
         for (name, key_id, version) in lineages {
@@ -255,7 +270,7 @@ impl Records {
             pool,
             "load verified keys",
             "SELECT json_group_array(key_id) FROM verified_keys WHERE team_id = ?",
-            team_id,
+            &[team_id],
         )
         .await?
         .into_iter()
@@ -343,7 +358,7 @@ impl Records {
             self.store.pool(),
             "read the key snapshot",
             "SELECT json_group_array(json_array(key_id, key_name, description, state, created_at, expiry, last_request_at)) FROM key_snapshots WHERE team_id = ?",
-            team_id,
+            &[team_id],
         )
         .await?;
         let mut before: HashMap<String, ApiKey> = HashMap::with_capacity(rows.len());

@@ -270,7 +270,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         result.managed = managed.len();
         result.unmanaged = listed.len() - managed.len();
         let records = match &self.records {
-            Some(r) => match r.load_team(&team.id).await {
+            Some(r) => match r.load_team(&team.id, &managed).await {
                 Ok(recs) => recs,
                 Err(e) => {
                     result.failed = true;

@@ -441,3 +441,92 @@ async fn the_key_snapshot_follows_each_list() {
     assert!(records.snapshot("T1").await.unwrap().0.is_empty());
     assert_eq!(records.snapshot("T2").await.unwrap().0.len(), 1);
 }
+
+/// A sweep reads finished rotations only for the rotation ids its listed keys
+/// carry in their markers (the ones the planner asks about), however long the
+/// history; open rotations always.
+#[tokio::test]
+async fn load_team_reads_finished_rotations_named_by_listed_keys() {
+    use masv_key_rotator::engine::marker;
+    use masv_key_rotator::engine::model::{DueReason, RotationPhase, RotationRecord};
+    use masv_key_rotator::engine::records::{Change, Records};
+    use masv_key_rotator::engine::LineageId;
+    use masv_key_rotator::masv::{ApiKey, KeyState};
+
+    let (_dir, store) = fresh().await;
+    let records = Records::new(store);
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let rotation = |rid: &str, name: &str| RotationRecord {
+        rotation_id: rid.into(),
+        lineage: LineageId::new("T1", name),
+        reason: DueReason::Adoption,
+        old_key_id: None,
+        new_key_id: None,
+        phase: RotationPhase::Creating,
+        cas: 0,
+        vault_version: None,
+        started_at: t0,
+        stored_at: None,
+        last_error: None,
+    };
+    let finish = |rid: &str, phase: RotationPhase| Change::Rotation {
+        rotation_id: rid.into(),
+        phase,
+        new_key_id: None,
+        vault_version: None,
+        stored_at: None,
+        error: None,
+    };
+    // a: one verified and one rolled back rotation, both named by keys, and
+    // an old verified one no key names; b: one in flight.
+    for (rid, name, end) in [
+        ("R-old", "a", Some(RotationPhase::Verified)),
+        ("R-ok", "a", Some(RotationPhase::Verified)),
+        ("R-back", "a", Some(RotationPhase::RolledBack)),
+        ("R-open", "b", None),
+    ] {
+        records
+            .apply(vec![Change::StartRotation(rotation(rid, name))], vec![])
+            .await
+            .unwrap();
+        if let Some(phase) = end {
+            records
+                .apply(vec![finish(rid, phase)], vec![])
+                .await
+                .unwrap();
+        }
+    }
+    let key = |id: &str, name: &str, rid: Option<&str>| ApiKey {
+        id: id.into(),
+        name: name.into(),
+        description: rid.map(marker::description).unwrap_or_default(),
+        state: KeyState::Inactive,
+        created_at: Some(t0),
+        updated_at: None,
+        expiry: None,
+        last_request_at: None,
+    };
+    let keys = [
+        key("K1", "a", Some("R-ok")),
+        key("K2", "a", Some("R-back")),
+        key("K3", "a", None),
+        key("K4", "a", Some("R-elsewhere")),
+    ];
+    let recs = records
+        .load_team("T1", &keys.iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let mut known: Vec<&str> = recs.known["a"].iter().map(String::as_str).collect();
+    known.sort();
+    assert_eq!(known, ["R-back", "R-ok"], "R-old is named by no key");
+    assert_eq!(
+        recs.rolled_back["a"].iter().collect::<Vec<_>>(),
+        [&"R-back".to_string()]
+    );
+    assert_eq!(recs.open["b"].rotation_id, "R-open");
+    assert!(recs.known["b"].contains("R-open"));
+    // With no keys listed, only the open rotation is read.
+    let recs = records.load_team("T1", &[]).await.unwrap();
+    assert!(!recs.known.contains_key("a"));
+    assert!(recs.open.contains_key("b"));
+}
