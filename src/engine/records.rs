@@ -319,22 +319,25 @@ impl Records {
         Ok(out)
     }
 
+    /// The team's snapshot rows, in no particular order.
+    async fn read_snapshot(&self, team_id: &str) -> Result<Vec<ApiKey>, StoreError> {
+        let rows: Vec<PackedSnapshot> = fetch_packed(
+            self.store.pool(),
+            "read the key snapshot",
+            "SELECT json_group_array(json_array(key_id, key_name, description, state, created_at, expiry, last_request_at)) FROM key_snapshots WHERE team_id = ?",
+            &[team_id],
+        )
+        .await?;
+        rows.into_iter().map(PackedSnapshot::into_key).collect()
+    }
+
     /// The team's managed keys as last listed, and when they were listed.
     pub async fn snapshot(
         &self,
         team_id: &str,
     ) -> Result<(Vec<ApiKey>, Option<DateTime<Utc>>), StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM key_snapshots WHERE team_id = ? ORDER BY key_name, created_at",
-        )
-        .bind(team_id)
-        .fetch_all(self.store.pool())
-        .await
-        .map_err(query_err("read the key snapshot"))?;
-        let keys = rows
-            .iter()
-            .map(snapshot_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut keys = self.read_snapshot(team_id).await?;
+        keys.sort_by(|a, b| (&a.name, a.created_at).cmp(&(&b.name, b.created_at)));
         let listed: Option<String> =
             sqlx::query_scalar("SELECT listed_at FROM team_listings WHERE team_id = ?")
                 .bind(team_id)
@@ -354,51 +357,27 @@ impl Records {
         keys: &[&ApiKey],
         listed_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let rows: Vec<PackedSnapshot> = fetch_packed(
-            self.store.pool(),
-            "read the key snapshot",
-            "SELECT json_group_array(json_array(key_id, key_name, description, state, created_at, expiry, last_request_at)) FROM key_snapshots WHERE team_id = ?",
-            &[team_id],
-        )
-        .await?;
-        let mut before: HashMap<String, ApiKey> = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let k = row.into_key()?;
-            before.insert(k.id.clone(), k);
-        }
-        let mut upserts: Vec<ApiKey> = Vec::new();
-        for k in keys {
-            let unchanged = before
-                .remove(&k.id)
-                .is_some_and(|old| same_snapshot(&old, k));
-            if !unchanged {
-                upserts.push((*k).clone());
-            }
-        }
+        let mut before: HashMap<String, ApiKey> = self
+            .read_snapshot(team_id)
+            .await?
+            .into_iter()
+            .map(|k| (k.id.clone(), k))
+            .collect();
+        let upserts: Vec<&ApiKey> = keys
+            .iter()
+            .copied()
+            .filter(|k| {
+                !before
+                    .remove(&k.id)
+                    .is_some_and(|old| same_snapshot(&old, k))
+            })
+            .collect();
         let gone: Vec<String> = before.into_keys().collect();
         // One statement each for all removed and all new or changed keys (a JSON
         // array bound once): a row per statement cost a worker round trip per
         // key, and keys in use change their last_request_at every sweep.
         let gone = serde_json::to_string(&gone).map_err(|e| corrupt(e.to_string()))?;
-        let upserts = serde_json::to_string(
-            &upserts
-                .iter()
-                .map(|k| {
-                    (
-                        &k.id,
-                        team_id,
-                        &k.name,
-                        &k.description,
-                        k.state.as_str(),
-                        opt_ts(k.created_at),
-                        opt_ts(k.expiry),
-                        opt_ts(k.last_request_at),
-                        ts(listed_at),
-                    )
-                })
-                .collect::<Vec<_>>(),
-        )
-        .map_err(|e| corrupt(e.to_string()))?;
+        let upserts = snapshot_rows(team_id, &upserts, listed_at)?;
         let team_id = team_id.to_string();
         self.store
             .write(move |tx| {
@@ -411,14 +390,7 @@ impl Records {
                     .execute(&mut *conn)
                     .await
                     .map_err(query_err("clear key snapshot"))?;
-                    sqlx::query(
-                        "INSERT OR REPLACE INTO key_snapshots (key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) \
-                         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8 FROM json_each(?)",
-                    )
-                    .bind(&upserts)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(query_err("write key snapshot"))?;
+                    write_snapshot(conn, &upserts).await?;
                     sqlx::query(
                         "INSERT INTO team_listings (team_id, listed_at) VALUES (?, ?) ON CONFLICT (team_id) DO UPDATE SET listed_at = excluded.listed_at",
                     )
@@ -444,39 +416,42 @@ fn same_snapshot(old: &ApiKey, new: &ApiKey) -> bool {
         && old.last_request_at == new.last_request_at
 }
 
-fn snapshot_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiKey, StoreError> {
-    let state: String = row.get("state");
-    Ok(ApiKey {
-        id: row.get("key_id"),
-        name: row.get("key_name"),
-        description: row.get("description"),
-        state: serde_json::from_value(serde_json::Value::String(state.clone()))
-            .map_err(|_| corrupt(format!("bad key state {state:?}")))?,
-        created_at: parse_opt_ts(row.get("created_at"))?,
-        updated_at: None,
-        expiry: parse_opt_ts(row.get("expiry"))?,
-        last_request_at: parse_opt_ts(row.get("last_request_at"))?,
-    })
+/// Snapshot rows for [`write_snapshot`]: a JSON array of
+/// `[key_id, team_id, name, description, state, created, expiry, last request, seen_at]`.
+fn snapshot_rows(
+    team_id: &str,
+    keys: &[&ApiKey],
+    seen_at: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let seen_at = ts(seen_at);
+    serde_json::to_string(
+        &keys
+            .iter()
+            .map(|k| {
+                (
+                    &k.id,
+                    team_id,
+                    &k.name,
+                    &k.description,
+                    k.state.as_str(),
+                    opt_ts(k.created_at),
+                    opt_ts(k.expiry),
+                    opt_ts(k.last_request_at),
+                    &seen_at,
+                )
+            })
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| corrupt(e.to_string()))
 }
 
-async fn write_snapshot(
-    conn: &mut SqliteConnection,
-    team_id: &str,
-    k: &ApiKey,
-    seen_at: DateTime<Utc>,
-) -> Result<(), StoreError> {
+/// Inserts or replaces the snapshot rows built by [`snapshot_rows`], all in one statement.
+async fn write_snapshot(conn: &mut SqliteConnection, rows: &str) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT OR REPLACE INTO key_snapshots (key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO key_snapshots (key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) \
+         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8 FROM json_each(?)",
     )
-    .bind(&k.id)
-    .bind(team_id)
-    .bind(&k.name)
-    .bind(&k.description)
-    .bind(k.state.as_str())
-    .bind(opt_ts(k.created_at))
-    .bind(opt_ts(k.expiry))
-    .bind(opt_ts(k.last_request_at))
-    .bind(ts(seen_at))
+    .bind(rows)
     .execute(&mut *conn)
     .await
     .map_err(query_err("write key snapshot"))?;
@@ -584,7 +559,7 @@ async fn apply_one(conn: &mut SqliteConnection, change: &Change) -> Result<(), S
             .map_err(query_err("record verified key"))?;
         }
         Change::SnapshotKey { team_id, key: k } => {
-            write_snapshot(conn, team_id, k, Utc::now()).await?;
+            write_snapshot(conn, &snapshot_rows(team_id, &[k], Utc::now())?).await?;
         }
         Change::SnapshotState { key_id, state } => {
             sqlx::query("UPDATE key_snapshots SET state = ? WHERE key_id = ?")
@@ -707,5 +682,31 @@ mod tests {
         assert_eq!(ids, vec!["A", "B", "D"]);
         assert_eq!(keys[1].last_request_at, Some(t2));
         assert_eq!(records.snapshot("other").await.unwrap(), (vec![], None));
+    }
+
+    /// Every field survives the JSON round trips of the bulk write and read;
+    /// teams are kept apart, and an empty list clears only its own team.
+    #[tokio::test]
+    async fn snapshot_round_trips_every_field_per_team() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        let records = Records::new(store);
+        let t1 = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+        let mut odd = key("A", Some(t1 - Duration::milliseconds(1500)));
+        odd.description = "key \"A\", with a comma,\na newline and \\ a backslash".into();
+        odd.state = KeyState::Suspended;
+        odd.expiry = Some(t1 + Duration::days(27));
+        let plain = key("B", None);
+        let other = key("Z", None);
+        records
+            .snapshot_keys("T1", &[&plain, &odd], t1)
+            .await
+            .unwrap();
+        records.snapshot_keys("T2", &[&other], t1).await.unwrap();
+        let (keys, _) = records.snapshot("T1").await.unwrap();
+        assert_eq!(keys, vec![odd, plain], "sorted by name, every field intact");
+        records.snapshot_keys("T1", &[], t1).await.unwrap();
+        assert!(records.snapshot("T1").await.unwrap().0.is_empty());
+        assert_eq!(records.snapshot("T2").await.unwrap().0, vec![other]);
     }
 }
