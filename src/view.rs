@@ -106,11 +106,7 @@ pub async fn build(
         let managed: Vec<&ApiKey> = keys.iter().filter(|k| matcher.is_match(&k.name)).collect();
         let recs = records.load_team(&team.id, &managed).await?;
         let last = records.last_rotations(&team.id).await?;
-        let mut names: Vec<String> = keys
-            .iter()
-            .map(|k| k.name.clone())
-            .filter(|n| matcher.is_match(n))
-            .collect();
+        let mut names: Vec<String> = managed.iter().map(|k| k.name.clone()).collect();
         names.sort();
         names.dedup();
         for name in names {

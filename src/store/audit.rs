@@ -201,7 +201,6 @@ fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { op, source }
 }
 
-/// Appends one row on a connection that is inside the caller's write transaction.
 /// Where the next audit row goes: its id and the hash it chains from.
 #[derive(Debug, Clone)]
 pub(crate) struct ChainHead {
@@ -209,7 +208,8 @@ pub(crate) struct ChainHead {
     prev_hash: String,
 }
 
-/// Appends one row. `head` is the chain head as this write transaction last
+/// Appends one row on a connection that is inside the caller's write
+/// transaction. `head` is the chain head as this write transaction last
 /// left it; `None` reads it from the database (the transaction's first append).
 pub(crate) async fn append_on(
     conn: &mut SqliteConnection,
