@@ -18,6 +18,7 @@ pub mod logging;
 pub mod masv;
 pub mod metrics;
 pub mod notify;
+pub mod redact;
 pub mod services;
 pub mod simulator;
 pub mod store;

@@ -11,10 +11,24 @@
 //!   a time-out, reset or 5xx comes back as [`MasvError::OutcomeUnknown`] so the
 //!   engine can look for the key by its marker. Only a connection that was never
 //!   made, a 401 (re-login) and a 429 (nothing happened) are retried.
+//!
+//! MASV's answers are untrusted input:
+//! * every body is read in chunks and refused once it passes a limit that fits
+//!   the endpoint ([`LIST_BODY_LIMIT`] for a key list, [`BODY_LIMIT`] otherwise),
+//!   so a huge or endless answer costs at most that much memory;
+//! * each call, retries and waits included, ends within the retry policy's
+//!   deadline;
+//! * ids go into a URL only once they have the shape of a MASV id (a ULID), and
+//!   every path segment is percent-encoded;
+//! * error answers to the login and to the key check are never quoted (they
+//!   could echo the password or the key); other quotes are cleaned of every
+//!   secret the daemon holds ([`crate::redact`]) and of control characters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
@@ -25,10 +39,21 @@ use tokio::sync::{Mutex, Semaphore};
 use tracing::debug;
 
 use super::error::MasvError;
+use super::ids::is_masv_id;
 use super::retry::parse_retry_after;
 pub use super::retry::RetryPolicy;
-use super::types::{ApiKey, AuthResponse, CreatedApiKey, KeyAction, NewApiKey, UpdateApiKey};
+use super::types::{
+    ApiKey, AuthResponse, CreatedApiKey, KeyAction, NewApiKey, UpdateApiKey, SECRET_MAX_BYTES,
+};
 use crate::config::MasvConfig;
+use crate::redact;
+
+/// The most a key list may weigh (some thousands of keys).
+pub const LIST_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// The most any other answer may weigh, error answers included.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// The longest quote of an error answer in an error message.
+const EXCERPT_CHARS: usize = 200;
 
 /// Everything the client needs.
 #[derive(Debug, Clone)]
@@ -77,7 +102,7 @@ struct Session {
 
 struct Inner {
     http: reqwest::Client,
-    base: String,
+    base: reqwest::Url,
     email: String,
     password: SecretString,
     retry: RetryPolicy,
@@ -113,8 +138,14 @@ enum Exchange {
     TimedOut,
     /// Sent, but the answer was lost (reset, closed, truncated body).
     Lost(String),
+    /// Sent and answered, but the answer passed its size limit; not read further.
+    TooLarge {
+        status: StatusCode,
+        limit: usize,
+    },
 }
 
+/// A cleaned quote of an error answer: its `message` field, or the text.
 fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let message = serde_json::from_str::<serde_json::Value>(&text)
@@ -125,7 +156,7 @@ fn excerpt(body: &[u8]) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| text.into_owned());
-    message.chars().take(200).collect()
+    redact::excerpt(&message, EXCERPT_CHARS)
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -136,7 +167,62 @@ fn describe(e: &reqwest::Error) -> String {
         out.push_str(&s.to_string());
         source = s.source();
     }
-    out
+    redact::excerpt(&out, 2 * EXCERPT_CHARS)
+}
+
+/// Reads a body in chunks, refusing it once it passes `limit` (a declared
+/// length past it is refused before reading anything).
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Option<Bytes>, reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
+}
+
+/// An id as an error message shows it: plain when it is a MASV id, else quoted
+/// and escaped (it came from outside and may hold anything).
+fn shown(id: &str) -> String {
+    if is_masv_id(id) {
+        id.to_string()
+    } else {
+        redact::excerpt(&format!("{id:?}"), 40)
+    }
+}
+
+/// `id` as a path segment, if it has the shape of a MASV id.
+fn checked_id<'a>(call: &str, what: &str, id: &'a str) -> Result<&'a str, MasvError> {
+    if is_masv_id(id) {
+        Ok(id)
+    } else {
+        Err(MasvError::Malformed {
+            call: call.to_string(),
+            reason: format!(
+                "{what} {} is not a MASV id (26-character ULID); not sent",
+                shown(id)
+            ),
+        })
+    }
+}
+
+/// Refuses a response naming a key whose id is not a MASV id.
+fn check_key_ids<'k>(
+    call: &str,
+    keys: impl IntoIterator<Item = &'k ApiKey>,
+) -> Result<(), MasvError> {
+    for key in keys {
+        checked_id(call, "the response's key id", &key.id)?;
+    }
+    Ok(())
 }
 
 /// How long an idle connection to MASV stays open (daemon::SETTLE_AFTER_SWEEP
@@ -145,13 +231,20 @@ pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl MasvClient {
     pub fn new(settings: MasvSettings) -> Result<Self, MasvError> {
-        let base = settings.base_url.trim_end_matches('/').to_string();
-        reqwest::Url::parse(&base).map_err(|e| MasvError::Config {
-            reason: format!("base URL {base:?}: {e}"),
+        let raw = settings.base_url.trim_end_matches('/');
+        let base = reqwest::Url::parse(raw).map_err(|e| MasvError::Config {
+            reason: format!("base URL {raw:?}: {e}"),
         })?;
+        if base.cannot_be_a_base() {
+            return Err(MasvError::Config {
+                reason: format!("base URL {raw:?} cannot hold a path"),
+            });
+        }
+        redact::remember("masv.password", &settings.password);
+        let attempt_timeout = settings.timeout.min(settings.retry.deadline);
         let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .timeout(attempt_timeout)
+            .connect_timeout(attempt_timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(settings.max_concurrency)
             // Between hourly sweeps an idle connection only holds buffers.
             .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
@@ -186,13 +279,25 @@ impl MasvClient {
         }
     }
 
+    /// The URL of `segments` below the base URL, each percent-encoded.
+    fn url(&self, segments: &[&str]) -> reqwest::Url {
+        let mut url = self.inner.base.clone();
+        url.path_segments_mut()
+            .expect("checked in new(): the base URL can hold a path")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
     /// One HTTP exchange, holding a concurrency permit only while on the wire.
+    /// A success body may weigh up to `limit`; an error body up to [`BODY_LIMIT`].
     async fn exchange(
         &self,
         method: &Method,
-        path: &str,
+        url: &reqwest::Url,
         auth: &Auth<'_>,
         body: Option<&serde_json::Value>,
+        limit: usize,
     ) -> Exchange {
         let token = match auth {
             Auth::User => self.inner.session.lock().await.token.clone(),
@@ -201,7 +306,7 @@ impl MasvClient {
         let mut req = self
             .inner
             .http
-            .request(method.clone(), format!("{}{path}", self.inner.base))
+            .request(method.clone(), url.clone())
             .header("Content-Type", "application/json");
         let sensitive = |value: &str| {
             let mut v = reqwest::header::HeaderValue::from_str(value).ok()?;
@@ -243,24 +348,30 @@ impl MasvClient {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-        match response.bytes().await {
-            Ok(body) => Exchange::Response {
+        let limit = if status.is_success() {
+            limit
+        } else {
+            limit.min(BODY_LIMIT)
+        };
+        match read_limited(response, limit).await {
+            Ok(Some(body)) => Exchange::Response {
                 status,
                 retry_after,
                 body,
             },
+            Ok(None) => Exchange::TooLarge { status, limit },
             Err(e) if e.is_timeout() => Exchange::TimedOut,
             Err(e) => Exchange::Lost(describe(&e)),
         }
     }
 
     /// Logs in unless someone else already replaced token generation `seen`.
-    async fn ensure_login(&self, seen: Option<u64>) -> Result<u64, MasvError> {
+    async fn ensure_login(&self, seen: Option<u64>, deadline: Instant) -> Result<u64, MasvError> {
         let mut session = self.inner.session.lock().await;
         if session.token.is_some() && seen != Some(session.generation) {
             return Ok(session.generation);
         }
-        let (token, _) = self.do_login().await?;
+        let (token, _) = self.do_login(deadline).await?;
         session.token = Some(token);
         session.generation += 1;
         Ok(session.generation)
@@ -271,7 +382,8 @@ impl MasvClient {
         s.token.as_ref().map(|_| s.generation)
     }
 
-    async fn do_login(&self) -> Result<(SecretString, LoginInfo), MasvError> {
+    /// `POST /auth`. Its error answers are never quoted: they could echo the password.
+    async fn do_login(&self, deadline: Instant) -> Result<(SecretString, LoginInfo), MasvError> {
         let call = format!("log in as {}", self.inner.email);
         let body = json!({
             "email": self.inner.email,
@@ -281,23 +393,25 @@ impl MasvClient {
             .idempotent_call(
                 &call,
                 &Method::POST,
-                "/auth",
+                &self.url(&["auth"]),
                 &Auth::None,
                 Some(&body),
                 Some(&self.inner.logins),
+                deadline,
             )
             .await?;
         match status {
             s if s.is_success() => {
                 let auth: AuthResponse = decode_wiping(body).map_err(|e| MasvError::Malformed {
                     call: call.clone(),
-                    reason: e.to_string(),
+                    reason: e,
                 })?;
+                redact::remember("masv.user_token", &auth.token);
                 let info = LoginInfo {
                     user_id: auth.user.id.clone(),
                     team_ids: auth.teams.iter().map(|t| t.id.clone()).collect(),
                 };
-                debug!(user_id = %info.user_id, "logged in to MASV");
+                debug!(user_id = %redact::excerpt(&info.user_id, 64), "logged in to MASV");
                 Ok((auth.token, info))
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(MasvError::LoginRejected {
@@ -306,23 +420,26 @@ impl MasvClient {
             _ => Err(MasvError::Status {
                 call,
                 status: status.as_u16(),
-                message: excerpt(&body),
+                message: "(answer not quoted: it could echo the password)".into(),
             }),
         }
     }
 
     /// A call that is safe to repeat (logging in, a read with an api key):
     /// sent again after a transport failure, a timeout, a 5xx or a 429, within
-    /// the retry policy. Returns the first other answer, success or not, for
-    /// the caller to interpret. `attempts` counts every attempt, if given.
+    /// the retry policy and before `deadline`. Returns the first other answer,
+    /// success or not, for the caller to interpret. `attempts` counts every
+    /// attempt, if given. Bodies of 5xx and 429 answers are never quoted.
+    #[allow(clippy::too_many_arguments)]
     async fn idempotent_call(
         &self,
         call: &str,
         method: &Method,
-        path: &str,
+        url: &reqwest::Url,
         auth: &Auth<'_>,
         body: Option<&serde_json::Value>,
         attempts: Option<&AtomicU64>,
+        deadline: Instant,
     ) -> Result<(StatusCode, Bytes), MasvError> {
         let mut attempt = 0;
         loop {
@@ -330,39 +447,56 @@ impl MasvClient {
             if let Some(n) = attempts {
                 n.fetch_add(1, Ordering::Relaxed);
             }
-            let delay = match self.exchange(method, path, auth, body).await {
+            let delay = match self.exchange(method, url, auth, body, BODY_LIMIT).await {
                 Exchange::Response {
                     status,
                     retry_after,
-                    body,
-                } => {
-                    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                        self.retry_delay(attempt, retry_after, call, status, Some(&body))?
-                    } else {
-                        return Ok((status, body));
-                    }
+                    ..
+                } if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
+                    self.retry_delay(attempt, retry_after, call, status, deadline)?
                 }
-                Exchange::NotSent(reason) | Exchange::Lost(reason) => {
-                    if attempt >= self.inner.retry.max_attempts {
-                        return Err(MasvError::Unreachable {
-                            call: call.to_string(),
-                            reason,
-                        });
-                    }
-                    self.inner.retry.backoff(attempt)
+                Exchange::Response { status, body, .. } => return Ok((status, body)),
+                Exchange::TooLarge { limit, .. } => {
+                    return Err(MasvError::TooLarge {
+                        call: call.to_string(),
+                        limit,
+                    })
                 }
-                Exchange::TimedOut => {
-                    if attempt >= self.inner.retry.max_attempts {
-                        return Err(MasvError::Timeout {
-                            call: call.to_string(),
-                        });
-                    }
-                    self.inner.retry.backoff(attempt)
-                }
+                Exchange::NotSent(reason) | Exchange::Lost(reason) => self.backoff_or(
+                    attempt,
+                    deadline,
+                    MasvError::Unreachable {
+                        call: call.to_string(),
+                        reason,
+                    },
+                )?,
+                Exchange::TimedOut => self.backoff_or(
+                    attempt,
+                    deadline,
+                    MasvError::Timeout {
+                        call: call.to_string(),
+                    },
+                )?,
             };
             debug!(call = %call, attempt, delay_ms = delay.as_millis() as u64, "retrying");
             self.inner.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// The backoff before the next attempt, or `error` when the attempts are
+    /// spent or the wait would end past the deadline.
+    fn backoff_or(
+        &self,
+        attempt: u32,
+        deadline: Instant,
+        error: MasvError,
+    ) -> Result<Duration, MasvError> {
+        let delay = self.inner.retry.backoff(attempt);
+        if attempt >= self.inner.retry.max_attempts || Instant::now() + delay >= deadline {
+            Err(error)
+        } else {
+            Ok(delay)
         }
     }
 
@@ -373,7 +507,7 @@ impl MasvClient {
         retry_after: Option<Duration>,
         call: &str,
         status: StatusCode,
-        body: Option<&[u8]>,
+        deadline: Instant,
     ) -> Result<Duration, MasvError> {
         let policy = &self.inner.retry;
         let give_up = || {
@@ -382,52 +516,73 @@ impl MasvClient {
                     call: call.to_string(),
                     retry_after,
                 }
-            } else if status.is_server_error() {
+            } else {
                 MasvError::Server {
                     call: call.to_string(),
                     status: status.as_u16(),
-                }
-            } else {
-                MasvError::Status {
-                    call: call.to_string(),
-                    status: status.as_u16(),
-                    message: body.map(excerpt).unwrap_or_default(),
                 }
             }
         };
         if attempt >= policy.max_attempts {
             return Err(give_up());
         }
-        match retry_after {
-            Some(after) if after > policy.max_retry_after => Err(give_up()),
-            Some(after) => Ok(after),
-            None => Ok(policy.backoff(attempt)),
+        let delay = match retry_after {
+            Some(after) if after > policy.max_retry_after => return Err(give_up()),
+            Some(after) => after,
+            None => policy.backoff(attempt),
+        };
+        if Instant::now() + delay >= deadline {
+            return Err(give_up());
         }
+        Ok(delay)
     }
 
     /// A call with the user token: login on demand, one re-login on 401, retries
-    /// for idempotent calls. Returns the success status and body.
+    /// for idempotent calls, all before `deadline`. Returns the success status
+    /// and body, and whether an earlier attempt may have been carried out.
     async fn user_call(
         &self,
         call: String,
         method: Method,
-        path: &str,
+        url: reqwest::Url,
         body: Option<serde_json::Value>,
+        limit: usize,
     ) -> Result<(StatusCode, Bytes, bool), MasvError> {
+        let deadline = Instant::now() + self.inner.retry.deadline;
+        let idempotent = method != Method::POST;
+        let attempts = self.user_attempts(&call, &method, &url, body.as_ref(), limit, deadline);
+        match tokio::time::timeout_at(deadline, attempts).await {
+            Ok(result) => result,
+            Err(_) if idempotent => Err(MasvError::Timeout { call }),
+            Err(_) => Err(MasvError::OutcomeUnknown {
+                call,
+                reason: "no answer within the call's deadline".into(),
+            }),
+        }
+    }
+
+    async fn user_attempts(
+        &self,
+        call: &str,
+        method: &Method,
+        url: &reqwest::Url,
+        body: Option<&serde_json::Value>,
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<(StatusCode, Bytes, bool), MasvError> {
+        let call = call.to_string();
         let idempotent = method != Method::POST;
         let mut relogged = false;
         let mut attempt = 0;
         // Whether an earlier attempt may have been carried out (its answer was lost).
         let mut maybe_done = false;
         if self.current_generation().await.is_none() {
-            self.ensure_login(None).await?;
+            self.ensure_login(None, deadline).await?;
         }
         loop {
             attempt += 1;
             let generation = self.current_generation().await;
-            let outcome = self
-                .exchange(&method, path, &Auth::User, body.as_ref())
-                .await;
+            let outcome = self.exchange(method, url, &Auth::User, body, limit).await;
             let delay = match outcome {
                 Exchange::Response { status, body, .. } if status.is_success() => {
                     return Ok((status, body, maybe_done));
@@ -438,7 +593,7 @@ impl MasvClient {
                     }
                     relogged = true;
                     debug!(call = %call, "user token refused; logging in again");
-                    self.ensure_login(generation).await?;
+                    self.ensure_login(generation, deadline).await?;
                     attempt -= 1;
                     continue;
                 }
@@ -448,7 +603,7 @@ impl MasvClient {
                     body,
                 } => {
                     if status == StatusCode::TOO_MANY_REQUESTS {
-                        self.retry_delay(attempt, retry_after, &call, status, Some(&body))?
+                        self.retry_delay(attempt, retry_after, &call, status, deadline)?
                     } else if status.is_server_error() {
                         if !idempotent {
                             return Err(MasvError::OutcomeUnknown {
@@ -457,7 +612,7 @@ impl MasvClient {
                             });
                         }
                         maybe_done = true;
-                        self.retry_delay(attempt, retry_after, &call, status, Some(&body))?
+                        self.retry_delay(attempt, retry_after, &call, status, deadline)?
                     } else if status == StatusCode::NOT_FOUND
                         && maybe_done
                         && method == Method::DELETE
@@ -480,12 +635,24 @@ impl MasvClient {
                         });
                     }
                 }
-                Exchange::NotSent(reason) => {
-                    if attempt >= self.inner.retry.max_attempts {
-                        return Err(MasvError::Unreachable { call, reason });
+                Exchange::TooLarge { status, limit } => {
+                    if !idempotent && status.is_success() {
+                        // Carried out, but the answer (the new key) cannot be taken.
+                        return Err(MasvError::OutcomeUnknown {
+                            call,
+                            reason: format!("the answer was larger than {limit} bytes"),
+                        });
                     }
-                    self.inner.retry.backoff(attempt)
+                    return Err(MasvError::TooLarge { call, limit });
                 }
+                Exchange::NotSent(reason) => self.backoff_or(
+                    attempt,
+                    deadline,
+                    MasvError::Unreachable {
+                        call: call.clone(),
+                        reason,
+                    },
+                )?,
                 Exchange::TimedOut => {
                     if !idempotent {
                         return Err(MasvError::OutcomeUnknown {
@@ -493,21 +660,22 @@ impl MasvClient {
                             reason: "timed out".into(),
                         });
                     }
-                    if attempt >= self.inner.retry.max_attempts {
-                        return Err(MasvError::Timeout { call });
-                    }
                     maybe_done = true;
-                    self.inner.retry.backoff(attempt)
+                    self.backoff_or(attempt, deadline, MasvError::Timeout { call: call.clone() })?
                 }
                 Exchange::Lost(reason) => {
                     if !idempotent {
                         return Err(MasvError::OutcomeUnknown { call, reason });
                     }
-                    if attempt >= self.inner.retry.max_attempts {
-                        return Err(MasvError::Unreachable { call, reason });
-                    }
                     maybe_done = true;
-                    self.inner.retry.backoff(attempt)
+                    self.backoff_or(
+                        attempt,
+                        deadline,
+                        MasvError::Unreachable {
+                            call: call.clone(),
+                            reason,
+                        },
+                    )?
                 }
             };
             debug!(call = %call, attempt, delay_ms = delay.as_millis() as u64, "retrying");
@@ -519,33 +687,39 @@ impl MasvClient {
     fn parse<T: DeserializeOwned>(call: &str, body: &[u8]) -> Result<T, MasvError> {
         serde_json::from_slice(body).map_err(|e| MasvError::Malformed {
             call: call.to_string(),
-            reason: e.to_string(),
+            reason: redact::excerpt(&e.to_string(), EXCERPT_CHARS),
         })
     }
 
     /// Logs in now (a fresh token), returning who we are.
     #[tracing::instrument(skip_all)]
     pub async fn login(&self) -> Result<LoginInfo, MasvError> {
-        let mut session = self.inner.session.lock().await;
-        let (token, info) = self.do_login().await?;
-        session.token = Some(token);
-        session.generation += 1;
-        Ok(info)
+        let deadline = Instant::now() + self.inner.retry.deadline;
+        let call = format!("log in as {}", self.inner.email);
+        let fresh = async {
+            let mut session = self.inner.session.lock().await;
+            let (token, info) = self.do_login(deadline).await?;
+            session.token = Some(token);
+            session.generation += 1;
+            Ok(info)
+        };
+        tokio::time::timeout_at(deadline, fresh)
+            .await
+            .unwrap_or(Err(MasvError::Timeout { call }))
     }
 
     /// `GET /teams/{team_id}/api_keys`
     #[tracing::instrument(skip_all, fields(team_id = %team_id))]
     pub async fn list_keys(&self, team_id: &str) -> Result<Vec<ApiKey>, MasvError> {
-        let call = format!("list api keys of team {team_id}");
+        let call = format!("list api keys of team {}", shown(team_id));
+        let team = checked_id(&call, "team id", team_id)?;
+        let url = self.url(&["teams", team, "api_keys"]);
         let (_, body, _) = self
-            .user_call(
-                call.clone(),
-                Method::GET,
-                &format!("/teams/{team_id}/api_keys"),
-                None,
-            )
+            .user_call(call.clone(), Method::GET, url, None, LIST_BODY_LIMIT)
             .await?;
-        Self::parse(&call, &body)
+        let keys: Vec<ApiKey> = Self::parse(&call, &body)?;
+        check_key_ids(&call, &keys)?;
+        Ok(keys)
     }
 
     /// `POST /teams/{team_id}/api_keys`: never retried once it may have reached MASV.
@@ -555,23 +729,33 @@ impl MasvClient {
         team_id: &str,
         new: &NewApiKey,
     ) -> Result<CreatedApiKey, MasvError> {
-        let call = format!("create api key {:?} in team {team_id}", new.name);
+        let call = format!("create api key {:?} in team {}", new.name, shown(team_id));
+        let team = checked_id(&call, "team id", team_id)?;
+        let url = self.url(&["teams", team, "api_keys"]);
         let body = serde_json::to_value(new).map_err(|e| MasvError::Config {
             reason: e.to_string(),
         })?;
         let (_, bytes, _) = self
-            .user_call(
-                call.clone(),
-                Method::POST,
-                &format!("/teams/{team_id}/api_keys"),
-                Some(body),
-            )
+            .user_call(call.clone(), Method::POST, url, Some(body), BODY_LIMIT)
             .await?;
-        // The key exists now; a body we cannot read means we lost its secret.
-        decode_wiping(bytes).map_err(|e| MasvError::OutcomeUnknown {
-            call,
-            reason: format!("the response could not be read: {e}"),
-        })
+        // The key exists now; an answer we cannot take means we lost its secret,
+        // and the engine finds the key by its marker and cleans it up.
+        let lost = |reason: String| MasvError::OutcomeUnknown {
+            call: call.clone(),
+            reason: format!("the response could not be taken: {reason}"),
+        };
+        let created: CreatedApiKey = decode_wiping(bytes).map_err(lost)?;
+        redact::remember_key(&created.secret);
+        if !is_masv_id(&created.key.id) {
+            return Err(lost("its key id is not a MASV id".into()));
+        }
+        let secret_len = created.secret.expose_secret().len();
+        if secret_len == 0 || secret_len > SECRET_MAX_BYTES {
+            return Err(lost(format!(
+                "its key is {secret_len} bytes (1 to {SECRET_MAX_BYTES} expected)"
+            )));
+        }
+        Ok(created)
     }
 
     /// `PUT /api_keys/{id}`
@@ -581,7 +765,8 @@ impl MasvClient {
         key_id: &str,
         update: &UpdateApiKey,
     ) -> Result<ApiKey, MasvError> {
-        let call = format!("update api key {key_id}");
+        let call = format!("update api key {}", shown(key_id));
+        let id = checked_id(&call, "key id", key_id)?;
         let body = serde_json::to_value(update).map_err(|e| MasvError::Config {
             reason: e.to_string(),
         })?;
@@ -589,11 +774,14 @@ impl MasvClient {
             .user_call(
                 call.clone(),
                 Method::PUT,
-                &format!("/api_keys/{key_id}"),
+                self.url(&["api_keys", id]),
                 Some(body),
+                BODY_LIMIT,
             )
             .await?;
-        Self::parse(&call, &bytes)
+        let key: ApiKey = Self::parse(&call, &bytes)?;
+        check_key_ids(&call, [&key])?;
+        Ok(key)
     }
 
     /// `PUT /api_keys/{id}/{active|inactive}`
@@ -603,41 +791,39 @@ impl MasvClient {
             KeyAction::Active => "activate",
             KeyAction::Inactive => "deactivate",
         };
-        let call = format!("{verb} api key {key_id}");
-        self.user_call(
-            call,
-            Method::PUT,
-            &format!("/api_keys/{key_id}/{}", action.as_str()),
-            None,
-        )
-        .await?;
+        let call = format!("{verb} api key {}", shown(key_id));
+        let id = checked_id(&call, "key id", key_id)?;
+        let url = self.url(&["api_keys", id, action.as_str()]);
+        self.user_call(call, Method::PUT, url, None, BODY_LIMIT)
+            .await?;
         Ok(())
     }
 
     /// `DELETE /api_keys/{id}`; a 404 after an attempt whose answer was lost is success.
     #[tracing::instrument(skip_all, fields(key_id = %key_id))]
     pub async fn delete_key(&self, key_id: &str) -> Result<(), MasvError> {
-        let call = format!("delete api key {key_id}");
-        self.user_call(call, Method::DELETE, &format!("/api_keys/{key_id}"), None)
+        let call = format!("delete api key {}", shown(key_id));
+        let id = checked_id(&call, "key id", key_id)?;
+        let url = self.url(&["api_keys", id]);
+        self.user_call(call, Method::DELETE, url, None, BODY_LIMIT)
             .await?;
         Ok(())
     }
 
     /// `GET /teams/{team_id}/packages` with `X-API-KEY`: proves the key works.
+    /// Its error answers are never quoted: they could echo the key.
     #[tracing::instrument(skip_all, fields(team_id = %team_id))]
     pub async fn check_key(&self, team_id: &str, api_key: &SecretString) -> Result<(), MasvError> {
-        let call = format!("use the new api key on team {team_id}");
-        let path = format!("/teams/{team_id}/packages");
-        let (status, body) = self
-            .idempotent_call(
-                &call,
-                &Method::GET,
-                &path,
-                &Auth::ApiKey(api_key),
-                None,
-                None,
-            )
-            .await?;
+        let call = format!("use the new api key on team {}", shown(team_id));
+        let team = checked_id(&call, "team id", team_id)?;
+        redact::remember_key(api_key);
+        let url = self.url(&["teams", team, "packages"]);
+        let deadline = Instant::now() + self.inner.retry.deadline;
+        let auth = Auth::ApiKey(api_key);
+        let attempt = self.idempotent_call(&call, &Method::GET, &url, &auth, None, None, deadline);
+        let (status, _body) = tokio::time::timeout_at(deadline, attempt)
+            .await
+            .unwrap_or_else(|_| Err(MasvError::Timeout { call: call.clone() }))?;
         match status {
             s if s.is_success() => Ok(()),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(MasvError::KeyRejected {
@@ -646,7 +832,7 @@ impl MasvClient {
             _ => Err(MasvError::Status {
                 call,
                 status: status.as_u16(),
-                message: excerpt(&body),
+                message: "(answer not quoted: it could echo the key)".into(),
             }),
         }
     }
@@ -654,10 +840,18 @@ impl MasvClient {
 
 /// Decodes a response that carries a secret (a user token, a new key's value),
 /// then overwrites the raw body so the secret lives on only in its `SecretString`.
-fn decode_wiping<T: serde::de::DeserializeOwned>(body: bytes::Bytes) -> serde_json::Result<T> {
+/// A failure says where, never what: serde's message can quote a value.
+fn decode_wiping<T: serde::de::DeserializeOwned>(body: bytes::Bytes) -> Result<T, String> {
     // Without a copy when this is the only handle on the buffer.
     let mut raw = Vec::from(body);
-    let decoded = serde_json::from_slice(&raw);
+    let decoded = serde_json::from_slice(&raw).map_err(|e| {
+        format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    });
     zeroize::Zeroize::zeroize(&mut raw);
     decoded
 }

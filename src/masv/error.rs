@@ -1,6 +1,7 @@
 //! Errors of the MASV client. Each names the call it came from; none carries a
-//! token, password or key value (response bodies are only quoted for 4xx errors,
-//! which never echo secrets, and cut to 200 characters).
+//! token, password or key value: answers to the login and the key check are
+//! never quoted, and other quotes are cleaned of every secret the daemon holds
+//! and of control characters, and cut to 200 characters.
 
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub enum MasvError {
     /// A create whose request may have reached MASV but whose response was lost.
     #[error("{call}: outcome unknown ({reason}): the key may or may not exist")]
     OutcomeUnknown { call: String, reason: String },
+    /// The answer passed its size limit and was not read further.
+    #[error("{call}: answer larger than {limit} bytes, refused")]
+    TooLarge { call: String, limit: usize },
     #[error("{call}: malformed response: {reason}")]
     Malformed { call: String, reason: String },
     /// The `X-API-KEY` check was refused: the key does not work.

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod error;
+pub mod ids;
 pub mod retry;
 pub mod time;
 pub mod types;

@@ -16,7 +16,14 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// The longest `Retry-After` honoured; a longer one ends the retries.
     pub max_retry_after: Duration,
+    /// One call's whole budget: every attempt, backoff and `Retry-After`
+    /// included. A wait that would end past it ends the retries instead.
+    pub deadline: Duration,
 }
+
+/// The default call deadline: under half of the unit's `WatchdogSec` (120 s),
+/// so no single MASV call can hold a sweep past a watchdog ping.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(45);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -24,7 +31,8 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(10),
-            max_retry_after: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(30),
+            deadline: CALL_DEADLINE,
         }
     }
 }
@@ -69,7 +77,8 @@ mod tests {
             max_attempts: 10,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(800),
-            max_retry_after: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(30),
+            deadline: CALL_DEADLINE,
         };
         for _ in 0..200 {
             assert!(p.backoff(1) <= Duration::from_millis(100));

@@ -76,6 +76,13 @@ pub struct ApiKey {
     pub last_request_at: Option<DateTime<Utc>>,
 }
 
+/// The longest key name the daemon manages (a Vault path segment beyond it is unwieldy).
+pub const NAME_MAX_BYTES: usize = 255;
+/// The longest key description the daemon manages (its own markers are far shorter).
+pub const DESCRIPTION_MAX_BYTES: usize = 4096;
+/// The longest secret `key` the daemon takes from a create answer.
+pub const SECRET_MAX_BYTES: usize = 1024;
+
 /// The response to `POST /teams/{team_id}/api_keys`: the only place the secret appears.
 #[derive(Debug, Deserialize)]
 pub struct CreatedApiKey {

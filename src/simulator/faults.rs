@@ -28,6 +28,21 @@ pub enum FaultKind {
     LoseResponse,
     /// Handle the request, then answer `200` with a body that is not valid JSON.
     MalformedBody,
+    /// Answer with this status and an error message that quotes the whole
+    /// request, headers (tokens, API keys) and body (the password) included,
+    /// as careless frameworks do. The request is not handled.
+    EchoRequest(u16),
+    /// Handle the request, then answer with this status and body instead
+    /// (`content-type: application/json`). `chunked`: no `Content-Length`,
+    /// so the size shows only while reading.
+    Replace {
+        status: u16,
+        body: Bytes,
+        chunked: bool,
+    },
+    /// Handle the request, then answer with its own success body rewritten:
+    /// every occurrence of `from` replaced by `to` (e.g. a key's id by a path).
+    Rewrite { from: String, to: String },
 }
 
 /// A fault and which requests it hits.

@@ -1,6 +1,6 @@
 //! The simulator's HTTP routes and the fault-injection layer in front of them.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -77,6 +77,28 @@ async fn fault_layer(State(sim): State<Simulator>, req: Request, next: Next) -> 
             let _committed = next.run(req).await;
             (faults::dropped(), true)
         }
+        Some(FaultKind::EchoRequest(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+            (echo(status, req).await, false)
+        }
+        Some(FaultKind::Replace {
+            status,
+            body,
+            chunked,
+        }) => {
+            let _handled = next.run(req).await;
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            (raw_json(status, body, chunked), false)
+        }
+        Some(FaultKind::Rewrite { from, to }) => {
+            let answer = next.run(req).await;
+            let (parts, body) = answer.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes).replace(&from, &to);
+            (raw_json(parts.status, Bytes::from(text), false), false)
+        }
         Some(FaultKind::MalformedBody) => {
             let _handled = next.run(req).await;
             let mut r = (StatusCode::OK, "{\"id\": \"01F3NH1N\", \"state\": ").into_response();
@@ -101,6 +123,43 @@ async fn fault_layer(State(sim): State<Simulator>, req: Request, next: Next) -> 
             at: sim.now(),
         });
     response
+}
+
+/// An error answer quoting the request whole: method, path, every header, body.
+async fn echo(status: StatusCode, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let headers: Vec<String> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    let message = format!(
+        "cannot process {} {} (headers: {}) body: {}",
+        parts.method,
+        parts.uri,
+        headers.join(", "),
+        String::from_utf8_lossy(&body)
+    );
+    error(status, &message)
+}
+
+/// A JSON answer with exactly `body`; `chunked` hides its length until read.
+fn raw_json(status: StatusCode, body: Bytes, chunked: bool) -> Response {
+    let mut r = if chunked {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body
+            .chunks(64 * 1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        (status, Body::from_stream(futures::stream::iter(chunks))).into_response()
+    } else {
+        (status, body).into_response()
+    };
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
 }
 
 fn key_json(k: &SimKey, with_secret: bool) -> Value {

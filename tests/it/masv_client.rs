@@ -27,6 +27,7 @@ fn fast_retry() -> RetryPolicy {
         base_delay: StdDuration::from_millis(10),
         max_delay: StdDuration::from_millis(50),
         max_retry_after: StdDuration::from_secs(5),
+        deadline: StdDuration::from_secs(20),
     }
 }
 
@@ -564,8 +565,8 @@ async fn fixed_list(body: &'static str) -> (String, tokio_util::sync::Cancellati
 async fn every_timestamp_shape_parses() {
     let (base, stop) = fixed_list(
         r#"[
-        {"id":"A","name":"a","description":"","state":"active","created_at":"2021-04-16T20:42:37.683Z","updated_at":"2021-04-16T20:42:37Z","expiry":"2021-04-20T20:42:37.123456Z","last_request_at":"2021-04-19T10:42:58.123456789Z"},
-        {"id":"B","name":"b","description":"","state":"suspended","created_at":"2021-04-16T20:42:37+00:00","updated_at":"2021-04-16T15:42:37-05:00","expiry":"0001-01-01T00:00:00.000Z","last_request_at":"0001-01-01T00:00:00Z","extra":true}
+        {"id":"01F3NH1NRBQWRN7HQDJ2SYGBDA","name":"a","description":"","state":"active","created_at":"2021-04-16T20:42:37.683Z","updated_at":"2021-04-16T20:42:37Z","expiry":"2021-04-20T20:42:37.123456Z","last_request_at":"2021-04-19T10:42:58.123456789Z"},
+        {"id":"01F3NH1NRBQWRN7HQDJ2SYGBDB","name":"b","description":"","state":"suspended","created_at":"2021-04-16T20:42:37+00:00","updated_at":"2021-04-16T15:42:37-05:00","expiry":"0001-01-01T00:00:00.000Z","last_request_at":"0001-01-01T00:00:00Z","extra":true}
     ]"#,
     )
     .await;

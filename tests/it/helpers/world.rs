@@ -51,6 +51,7 @@ pub fn fast_retry() -> RetryPolicy {
         base_delay: StdDuration::from_millis(10),
         max_delay: StdDuration::from_millis(50),
         max_retry_after: StdDuration::from_secs(5),
+        deadline: StdDuration::from_secs(20),
     }
 }
 
