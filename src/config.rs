@@ -637,8 +637,47 @@ pub enum VaultCredentials {
     AppRole {
         mount: String,
         role_id: String,
-        secret_id: SecretString,
+        secret_id: SecretSource,
     },
+}
+
+/// Where a secret that is read again at each use comes from (the AppRole
+/// secret id: an operator may replace its file while the daemon runs).
+#[derive(Clone)]
+pub enum SecretSource {
+    /// `<table>.<name>_file` or `<table>.<name>_env` of a config file.
+    Config {
+        config_file: PathBuf,
+        table: String,
+        name: String,
+        file: Option<PathBuf>,
+        env: Option<String>,
+    },
+    /// A value fixed at start (tests, embedding).
+    Fixed(SecretString),
+}
+
+impl SecretSource {
+    /// The secret as it is now; an error names the field and the path or
+    /// variable, never the value.
+    pub fn read(&self) -> Result<SecretString, ConfigError> {
+        match self {
+            SecretSource::Config {
+                config_file,
+                table,
+                name,
+                file,
+                env,
+            } => read_secret(config_file, table, name, file.as_deref(), env.as_deref()),
+            SecretSource::Fixed(s) => Ok(s.clone()),
+        }
+    }
+}
+
+impl From<SecretString> for SecretSource {
+    fn from(s: SecretString) -> Self {
+        SecretSource::Fixed(s)
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -660,17 +699,22 @@ impl Credentials {
             config.masv.password_env.as_deref(),
         )?;
         let vault = match &config.vault.approle {
-            Some(approle) => VaultCredentials::AppRole {
-                mount: approle.mount.clone(),
-                role_id: approle.role_id.clone(),
-                secret_id: read_secret(
-                    file,
-                    "vault.approle",
-                    "secret_id",
-                    approle.secret_id_file.as_deref(),
-                    approle.secret_id_env.as_deref(),
-                )?,
-            },
+            Some(approle) => {
+                let secret_id = SecretSource::Config {
+                    config_file: file.to_path_buf(),
+                    table: "vault.approle".into(),
+                    name: "secret_id".into(),
+                    file: approle.secret_id_file.clone(),
+                    env: approle.secret_id_env.clone(),
+                };
+                // Read once now so a missing or open secret fails at start.
+                secret_id.read()?;
+                VaultCredentials::AppRole {
+                    mount: approle.mount.clone(),
+                    role_id: approle.role_id.clone(),
+                    secret_id,
+                }
+            }
             None => VaultCredentials::Token(read_secret(
                 file,
                 "vault",

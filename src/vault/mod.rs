@@ -8,9 +8,15 @@
 //!
 //! TLS verification is always on (the `VAULT_SKIP_VERIFY` environment variable is
 //! ignored); `ca_cert` adds a trusted root. An AppRole token is replaced by a fresh
-//! login once two thirds of its lease have passed.
+//! login once two thirds of its lease have passed; each login reads the secret id
+//! anew, so a rotated secret id file is used without a restart.
+//!
+//! Requests are vaultrs endpoints sent through [`transport`], which bounds every
+//! answer's size. Error text from Vault is cleaned of every secret the daemon
+//! holds before it becomes an error.
 
 mod error;
+mod transport;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,18 +25,25 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use rustify::endpoint::Endpoint;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use vaultrs::api::auth::approle::requests::LoginWithApproleRequest;
 use vaultrs::api::kv2::requests::{
-    ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequestOptions,
+    ReadSecretMetadataRequest, ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequest,
+    SetSecretRequestOptions,
 };
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+use vaultrs::api::kv2::responses::ReadSecretMetadataResponse;
+use vaultrs::api::EndpointMiddleware;
 use vaultrs::error::ClientError;
 use zeroize::Zeroize;
 
 pub use error::VaultError;
+pub use transport::VAULT_BODY_LIMIT;
+use transport::{read_limited, Transport};
 
-use crate::config::{VaultConfig, VaultCredentials};
+use crate::config::{SecretSource, VaultConfig, VaultCredentials};
+use crate::redact;
 
 /// How the daemon authenticates to Vault.
 pub enum VaultAuth {
@@ -38,7 +51,8 @@ pub enum VaultAuth {
     AppRole {
         mount: String,
         role_id: String,
-        secret_id: SecretString,
+        /// Read again at every login.
+        secret_id: SecretSource,
     },
 }
 
@@ -211,19 +225,21 @@ impl Fields {
     }
 }
 
+/// The token (and namespace) requests carry, as vaultrs' middleware adds them.
+type Caller = EndpointMiddleware;
+
 struct Session {
-    client: Arc<VaultClient>,
+    client: Arc<Caller>,
     /// When an AppRole token should be replaced (None: a static token).
     refresh_at: Option<Instant>,
 }
 
 struct Inner {
     address: String,
+    transport: Transport,
     mount: String,
     prefix: String,
-    ca_cert: Option<PathBuf>,
     namespace: Option<String>,
-    timeout: Duration,
     auth: VaultAuth,
     session: Mutex<Session>,
     refresh: tokio::sync::Mutex<()>,
@@ -248,35 +264,20 @@ fn describe(e: &dyn std::error::Error) -> String {
 }
 
 impl Inner {
-    fn build_client(&self, token: &str) -> Result<VaultClient, VaultError> {
-        let mut builder = VaultClientSettingsBuilder::default();
-        builder
-            .address(&self.address)
-            .token(token)
-            .timeout(Some(self.timeout))
-            .verify(true)
-            .ca_certs(
-                self.ca_cert
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect(),
-            );
-        if let Some(ns) = &self.namespace {
-            builder.set_namespace(ns.clone());
+    fn build_client(&self, token: &str) -> Caller {
+        EndpointMiddleware {
+            token: token.to_string(),
+            version: "v1".into(),
+            wrap: None,
+            namespace: self.namespace.clone(),
         }
-        let settings = builder.build().map_err(|e| VaultError::Other {
-            path: "(client settings)".into(),
-            status: None,
-            reason: e.to_string(),
-        })?;
-        VaultClient::new(settings).map_err(|e| self.map_err(e, "(client)", 0))
     }
 
     fn map_err(&self, e: ClientError, path: &str, cas: u64) -> VaultError {
         let path = path.to_string();
         match e {
             ClientError::APIError { code, errors } => {
-                let joined = errors.join("; ");
+                let joined = redact::excerpt(&errors.join("; "), 300);
                 if code == 503 && joined.to_lowercase().contains("sealed") {
                     VaultError::Sealed {
                         address: self.address.clone(),
@@ -299,7 +300,7 @@ impl Inner {
                 }
             }
             ClientError::RestClientError { source } => {
-                let reason = describe(&source);
+                let reason = redact::excerpt(&describe(&source), 300);
                 match &source {
                     rustify::errors::ClientError::ServerResponseError { code, .. }
                         if *code == 503 =>
@@ -333,7 +334,7 @@ impl Inner {
             }
             ClientError::JsonParseError { source } => VaultError::Malformed {
                 path,
-                reason: source.to_string(),
+                reason: redact::excerpt(&source.to_string(), 300),
             },
             ClientError::ResponseEmptyError | ClientError::ResponseDataEmptyError => {
                 VaultError::Malformed {
@@ -344,32 +345,46 @@ impl Inner {
             other => VaultError::Other {
                 path,
                 status: None,
-                reason: describe(&other),
+                reason: redact::excerpt(&describe(&other), 300),
             },
         }
     }
 
-    /// Logs in with AppRole; returns the client and when to refresh it.
+    /// Logs in with AppRole, reading the secret id now; returns the client and
+    /// when to refresh it.
     async fn approle_login(
         &self,
         mount: &str,
         role_id: &str,
-        secret_id: &SecretString,
+        secret_id: &SecretSource,
     ) -> Result<Session, VaultError> {
-        let anonymous = self.build_client("")?;
-        let auth =
-            vaultrs::auth::approle::login(&anonymous, mount, role_id, secret_id.expose_secret())
-                .await
-                .map_err(
-                    |e| match self.map_err(e, &format!("auth/{mount}/login"), 0) {
-                        e @ (VaultError::Unreachable { .. } | VaultError::Sealed { .. }) => e,
-                        other => VaultError::Auth {
-                            reason: format!("AppRole login at auth/{mount}: {other}"),
-                        },
+        let secret_id = secret_id.read().map_err(|e| VaultError::Auth {
+            reason: format!("AppRole secret id: {e}"),
+        })?;
+        redact::remember("vault.approle_secret_id", &secret_id);
+        let anonymous = self.build_client("");
+        let endpoint = LoginWithApproleRequest::builder()
+            .mount(mount)
+            .role_id(role_id)
+            .secret_id(secret_id.expose_secret())
+            .build()
+            .map_err(|e| local_error(&format!("auth/{mount}/login"), e))?;
+        let auth = self
+            .transport
+            .exec_wrapped(&anonymous, endpoint)
+            .await
+            .and_then(|r| r.auth.ok_or(ClientError::ResponseEmptyError))
+            .map_err(
+                |e| match self.map_err(e, &format!("auth/{mount}/login"), 0) {
+                    e @ (VaultError::Unreachable { .. } | VaultError::Sealed { .. }) => e,
+                    other => VaultError::Auth {
+                        reason: format!("AppRole login at auth/{mount}: {other}"),
                     },
-                )?;
+                },
+            )?;
         let mut token = auth.client_token;
-        let client = self.build_client(&token)?;
+        redact::remember("vault.token", &SecretString::from(token.clone()));
+        let client = self.build_client(&token);
         token.zeroize();
         let lease = Duration::from_secs(auth.lease_duration.max(1));
         Ok(Session {
@@ -382,45 +397,48 @@ impl Inner {
 impl VaultStore {
     /// Builds the client; with AppRole, logs in.
     pub async fn connect(settings: VaultSettings) -> Result<Self, VaultError> {
+        let address = settings.address.trim_end_matches('/').to_string();
+        match reqwest::Url::parse(&address) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(local_error(
+                    "(client settings)",
+                    format!("address {address:?} is not an http(s) URL"),
+                ))
+            }
+        }
+        let transport = Transport::new(
+            &address,
+            http_client(settings.timeout, settings.ca_cert.as_deref())?,
+            VAULT_BODY_LIMIT,
+        );
         let inner = Inner {
-            address: settings.address.trim_end_matches('/').to_string(),
+            address,
+            transport,
             mount: settings.mount,
             prefix: settings.path_prefix,
-            ca_cert: settings.ca_cert,
             namespace: settings.namespace,
-            timeout: settings.timeout,
             auth: settings.auth,
             session: Mutex::new(Session {
-                client: Arc::new(
-                    VaultClient::new(
-                        VaultClientSettingsBuilder::default()
-                            .address("http://127.0.0.1:1")
-                            .token("")
-                            .verify(true)
-                            .ca_certs(vec![])
-                            .build()
-                            .map_err(|e| VaultError::Other {
-                                path: "(client settings)".into(),
-                                status: None,
-                                reason: e.to_string(),
-                            })?,
-                    )
-                    .map_err(|e| VaultError::Other {
-                        path: "(client)".into(),
-                        status: None,
-                        reason: e.to_string(),
-                    })?,
-                ),
+                client: Arc::new(EndpointMiddleware {
+                    token: String::new(),
+                    version: "v1".into(),
+                    wrap: None,
+                    namespace: None,
+                }),
                 refresh_at: None,
             }),
             refresh: tokio::sync::Mutex::new(()),
             calls: std::sync::atomic::AtomicU64::new(0),
         };
         let session = match &inner.auth {
-            VaultAuth::Token(t) => Session {
-                client: Arc::new(inner.build_client(t.expose_secret())?),
-                refresh_at: None,
-            },
+            VaultAuth::Token(t) => {
+                redact::remember("vault.token", t);
+                Session {
+                    client: Arc::new(inner.build_client(t.expose_secret())),
+                    refresh_at: None,
+                }
+            }
             VaultAuth::AppRole {
                 mount,
                 role_id,
@@ -439,7 +457,7 @@ impl VaultStore {
     }
 
     /// The current client, after replacing an AppRole token that is due; counts one request.
-    async fn client(&self) -> Result<Arc<VaultClient>, VaultError> {
+    async fn client(&self) -> Result<Arc<Caller>, VaultError> {
         self.inner
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -517,10 +535,7 @@ impl VaultStore {
             Err(VaultError::NotFound { path }) => {
                 // Absent, or its latest version deleted? Only the metadata tells.
                 let meta_path = self.checked_path(team_id, name)?;
-                let client = self.client().await?;
-                match vaultrs::kv2::read_metadata(client.as_ref(), &self.inner.mount, &meta_path)
-                    .await
-                {
+                match self.read_metadata(&meta_path).await {
                     Ok(meta) if meta.current_version > 0 => {
                         let deleted = meta
                             .versions
@@ -535,11 +550,8 @@ impl VaultStore {
                             self.read_at(team_id, name, None).await.map(Some)
                         }
                     }
-                    Ok(_) => Ok(None),
-                    Err(e) => match self.inner.map_err(e, &path, 0) {
-                        VaultError::NotFound { .. } => Ok(None),
-                        other => Err(other),
-                    },
+                    Ok(_) | Err(VaultError::NotFound { .. }) => Ok(None),
+                    Err(other) => Err(other),
                 }
             }
             Err(e) => Err(e),
@@ -571,14 +583,8 @@ impl VaultStore {
             .path(&path)
             .version(version)
             .build()
-            .map_err(|e| VaultError::Other {
-                path: full.clone(),
-                status: None,
-                reason: e.to_string(),
-            })?;
-        let response = vaultrs::api::exec_with_result(client.as_ref(), endpoint)
-            .await
-            .map_err(|e| self.inner.map_err(e, &full, 0))?;
+            .map_err(|e| local_error(&full, e))?;
+        let response = self.send(&client, endpoint, &full, 0).await?;
         if response.data.is_null() {
             return Err(latest_deleted(full, response.metadata.version));
         }
@@ -601,34 +607,35 @@ impl VaultStore {
         let full = self.full_path(&path);
         let client = self.client().await?;
         let fields = Fields::from_secret(secret);
-        let cas32 = u32::try_from(cas).map_err(|_| VaultError::Other {
-            path: full.clone(),
-            status: None,
-            reason: format!("version {cas} out of range"),
-        })?;
-        let written = vaultrs::kv2::set_with_options(
-            client.as_ref(),
-            &self.inner.mount,
-            &path,
-            &fields,
-            SetSecretRequestOptions { cas: cas32 },
-        )
-        .await
-        .map_err(|e| self.inner.map_err(e, &full, cas))?;
+        let cas32 = u32::try_from(cas)
+            .map_err(|_| local_error(&full, format!("version {cas} out of range")))?;
+        let data = serde_json::to_value(&fields).map_err(|e| local_error(&full, e))?;
         drop(fields);
+        let endpoint = SetSecretRequest::builder()
+            .mount(&self.inner.mount)
+            .path(&path)
+            .data(data)
+            .options(SetSecretRequestOptions { cas: cas32 })
+            .build()
+            .map_err(|e| local_error(&full, e))?;
+        let written = self.send(&client, endpoint, &full, cas).await?;
         let mut custom = HashMap::new();
         custom.insert("managed_by".to_string(), "masv-key-rotator".to_string());
         self.inner
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut meta = SetSecretMetadataRequest::builder();
-        meta.custom_metadata(custom);
-        vaultrs::kv2::set_metadata(client.as_ref(), &self.inner.mount, &path, Some(&mut meta))
+        let meta_full = format!("{}/metadata/{path}", self.inner.mount);
+        let endpoint = SetSecretMetadataRequest::builder()
+            .mount(&self.inner.mount)
+            .path(&path)
+            .custom_metadata(custom)
+            .build()
+            .map_err(|e| local_error(&meta_full, e))?;
+        self.inner
+            .transport
+            .exec_empty(client.as_ref(), endpoint)
             .await
-            .map_err(|e| {
-                self.inner
-                    .map_err(e, &format!("{}/metadata/{path}", self.inner.mount), 0)
-            })?;
+            .map_err(|e| self.inner.map_err(e, &meta_full, 0))?;
         Ok(written.version)
     }
 
@@ -682,10 +689,7 @@ impl VaultStore {
     ) -> Result<Vec<VersionInfo>, VaultError> {
         let path = self.secret_path(team_id, name);
         let full = format!("{}/metadata/{path}", self.inner.mount);
-        let client = self.client().await?;
-        let meta = vaultrs::kv2::read_metadata(client.as_ref(), &self.inner.mount, &path)
-            .await
-            .map_err(|e| self.inner.map_err(e, &full, 0))?;
+        let meta = self.read_metadata(&path).await?;
         let mut out = Vec::new();
         for (v, m) in meta.versions {
             let version = v.parse::<u64>().map_err(|e| VaultError::Malformed {
@@ -716,12 +720,36 @@ impl VaultStore {
         name: &str,
     ) -> Result<HashMap<String, String>, VaultError> {
         let path = self.secret_path(team_id, name);
+        let meta = self.read_metadata(&path).await?;
+        Ok(meta.custom_metadata.unwrap_or_default())
+    }
+
+    /// Sends `endpoint` (about `full`, a check-and-set at `cas`); its data.
+    async fn send<E: Endpoint>(
+        &self,
+        client: &Caller,
+        endpoint: E,
+        full: &str,
+        cas: u64,
+    ) -> Result<E::Response, VaultError> {
+        self.inner
+            .transport
+            .exec(client, endpoint)
+            .await
+            .and_then(|r| r.ok_or(ClientError::ResponseDataEmptyError))
+            .map_err(|e| self.inner.map_err(e, full, cas))
+    }
+
+    /// A secret's metadata (`path` within the mount).
+    async fn read_metadata(&self, path: &str) -> Result<ReadSecretMetadataResponse, VaultError> {
         let full = format!("{}/metadata/{path}", self.inner.mount);
         let client = self.client().await?;
-        let meta = vaultrs::kv2::read_metadata(client.as_ref(), &self.inner.mount, &path)
-            .await
-            .map_err(|e| self.inner.map_err(e, &full, 0))?;
-        Ok(meta.custom_metadata.unwrap_or_default())
+        let endpoint = ReadSecretMetadataRequest::builder()
+            .mount(&self.inner.mount)
+            .path(path)
+            .build()
+            .map_err(|e| local_error(&full, e))?;
+        self.send(&client, endpoint, &full, 0).await
     }
 
     /// Whether the credentials may create and update secrets under the prefix.
@@ -732,7 +760,7 @@ impl VaultStore {
             self.inner.mount, self.inner.prefix
         );
         let client = self.client().await?;
-        let caps = capabilities_self(client.as_ref(), &probe)
+        let caps = capabilities_self(&self.inner.transport, client.as_ref(), &probe)
             .await
             .map_err(|e| self.inner.map_err(e, "sys/capabilities-self", 0))?;
         let has = |c: &str| caps.iter().any(|x| x == c || x == "root");
@@ -757,6 +785,7 @@ impl VaultStore {
         // sys/seal-status answers sealed or not, unauthenticated, on Vault and OpenBao alike
         // (vaultrs' health parser expects Vault-only fields).
         let status = raw_json(
+            &self.inner.transport,
             client.as_ref(),
             reqwest::Method::GET,
             "sys/seal-status",
@@ -778,37 +807,44 @@ impl VaultStore {
 }
 
 /// A raw call for endpoints vaultrs does not wrap (or parses too strictly), sent
-/// with the client's own HTTP client (same TLS roots), token and namespace.
+/// with the transport's HTTP client and size limit, and the client's token and
+/// namespace.
 async fn raw_json(
-    client: &VaultClient,
+    transport: &Transport,
+    client: &Caller,
     method: reqwest::Method,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<serde_json::Value, ClientError> {
-    let url = format!(
-        "{}/v1/{path}",
-        client.settings.address.as_str().trim_end_matches('/')
-    );
-    let mut request = client.http.http.request(method.clone(), url.clone());
-    if !client.settings.token.is_empty() {
-        request = request.header("X-Vault-Token", client.settings.token.as_str());
+    let url = format!("{}/v1/{path}", transport.base());
+    let mut request = transport.http().request(method.clone(), url.clone());
+    if !client.token.is_empty() {
+        request = request.header("X-Vault-Token", client.token.as_str());
     }
-    if let Some(ns) = &client.settings.namespace {
+    if let Some(ns) = &client.namespace {
         request = request.header("X-Vault-Namespace", ns.as_str());
     }
     if let Some(b) = body {
         request = request.json(&b);
     }
-    let transport = |e: reqwest::Error| ClientError::RestClientError {
+    let failed = |e: reqwest::Error| ClientError::RestClientError {
         source: rustify::errors::ClientError::RequestError {
             source: e.into(),
             url: path.to_string(),
             method: method.to_string(),
         },
     };
-    let response = request.send().await.map_err(transport)?;
+    let response = request.send().await.map_err(failed)?;
     let status = response.status();
-    let text = response.text().await.map_err(transport)?;
+    let body = read_limited(response, transport.limit())
+        .await
+        .map_err(failed)?
+        .ok_or_else(|| ClientError::RestClientError {
+            source: rustify::errors::ClientError::ResponseError {
+                source: anyhow::anyhow!("answer larger than {} bytes, refused", transport.limit()),
+            },
+        })?;
+    let text = String::from_utf8_lossy(&body);
     if !status.is_success() {
         let errors = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -824,8 +860,13 @@ async fn raw_json(
 }
 
 /// `POST sys/capabilities-self`: what the client's token may do on `path`.
-async fn capabilities_self(client: &VaultClient, path: &str) -> Result<Vec<String>, ClientError> {
+async fn capabilities_self(
+    transport: &Transport,
+    client: &Caller,
+    path: &str,
+) -> Result<Vec<String>, ClientError> {
     let response = raw_json(
+        transport,
         client,
         reqwest::Method::POST,
         "sys/capabilities-self",
@@ -837,6 +878,44 @@ async fn capabilities_self(client: &VaultClient, path: &str) -> Result<Vec<Strin
         .cloned()
         .ok_or(ClientError::ResponseDataEmptyError)?;
     serde_json::from_value(caps).map_err(|source| ClientError::JsonParseError { source })
+}
+
+/// An error found before anything was sent (a request that cannot be built).
+fn local_error(path: &str, reason: impl fmt::Display) -> VaultError {
+    VaultError::Other {
+        path: path.to_string(),
+        status: None,
+        reason: reason.to_string(),
+    }
+}
+
+/// The adapter's HTTP client: TLS always verified, the system roots plus `ca_cert`.
+fn http_client(
+    timeout: Duration,
+    ca_cert: Option<&std::path::Path>,
+) -> Result<reqwest::Client, VaultError> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)));
+    if let Some(path) = ca_cert {
+        let invalid = |reason: String| VaultError::Other {
+            path: "(client settings)".into(),
+            status: None,
+            reason: format!("ca_cert {}: {reason}", path.display()),
+        };
+        let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(e.to_string()))?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| VaultError::Other {
+        path: "(client)".into(),
+        status: None,
+        reason: e.to_string(),
+    })
 }
 
 /// The latest version of a secret was deleted on purpose: never adopted over

@@ -140,7 +140,7 @@ async fn approle_login_writes_and_a_wrong_secret_id_is_rejected() {
     let store = VaultStore::connect(vault.settings(VaultAuth::AppRole {
         mount: mount.clone(),
         role_id: role_id.clone(),
-        secret_id: SecretString::from(secret_id.clone()),
+        secret_id: SecretString::from(secret_id.clone()).into(),
     }))
     .await
     .unwrap();
@@ -152,7 +152,7 @@ async fn approle_login_writes_and_a_wrong_secret_id_is_rejected() {
     let err = VaultStore::connect(vault.settings(VaultAuth::AppRole {
         mount,
         role_id,
-        secret_id: SecretString::from("not-the-secret-id".to_string()),
+        secret_id: SecretString::from("not-the-secret-id".to_string()).into(),
     }))
     .await
     .err()

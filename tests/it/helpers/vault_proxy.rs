@@ -17,6 +17,11 @@ pub enum VaultFault {
     Delay(Duration),
     /// Someone else writes the same secret just before this request is forwarded.
     ForeignWriteFirst,
+    /// Answer with this status and an error that quotes the request whole:
+    /// its headers (the token) and body (the secret being written).
+    Echo(u16),
+    /// Answer `200` with a JSON body of this many bytes, without a length.
+    Oversized(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +126,45 @@ async fn forward(
             .push(format!("{method} {target} {code} (injected)"));
         let body = serde_json::json!({ "errors": [message] });
         return (StatusCode::from_u16(*code).unwrap(), axum::Json(body)).into_response();
+    }
+    if let Some(VaultFault::Echo(code)) = &fault {
+        p.log
+            .lock()
+            .unwrap()
+            .push(format!("{method} {target} {code} (echo)"));
+        let quoted: Vec<String> = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        let message = format!(
+            "cannot process {method} {target} ({}): {}",
+            quoted.join(", "),
+            String::from_utf8_lossy(&body)
+        );
+        let body = serde_json::json!({ "errors": [message] });
+        return (StatusCode::from_u16(*code).unwrap(), axum::Json(body)).into_response();
+    }
+    if let Some(VaultFault::Oversized(size)) = &fault {
+        p.log
+            .lock()
+            .unwrap()
+            .push(format!("{method} {target} 200 (oversized)"));
+        let filler = format!("{{\"data\": \"{}\"}}", "x".repeat(*size));
+        let chunks: Vec<Result<Bytes, std::io::Error>> = filler
+            .into_bytes()
+            .chunks(64 * 1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut resp = (
+            StatusCode::OK,
+            axum::body::Body::from_stream(futures::stream::iter(chunks)),
+        )
+            .into_response();
+        resp.headers_mut().insert(
+            "content-type",
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        return resp;
     }
     if let Some(VaultFault::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;
