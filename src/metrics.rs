@@ -72,6 +72,7 @@ struct State {
     lineages: u64,
     managed_keys: u64,
     unmanaged_keys: u64,
+    unmanageable_keys: u64,
 }
 
 struct LastSweep {
@@ -263,6 +264,7 @@ impl Metrics {
         s.lineages = report.lineages as u64;
         s.managed_keys = report.managed_keys as u64;
         s.unmanaged_keys = report.unmanaged_keys as u64;
+        s.unmanageable_keys = report.unmanageable.len() as u64;
     }
 
     /// Ok if the last sweep succeeded within two sweep intervals of now; else why not.
@@ -391,6 +393,14 @@ impl Metrics {
             "Keys listed but matching no pattern in the last sweep.",
         )
         .sample(&[], s.unmanaged_keys);
+
+        Family::new(
+            &mut out,
+            "unmanageable_keys",
+            "gauge",
+            "Keys matching a pattern that cannot be managed (name or description unfit); left alone.",
+        )
+        .sample(&[], s.unmanageable_keys);
 
         let mut f = Family::new(
             &mut out,

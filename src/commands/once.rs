@@ -31,6 +31,13 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> Exit {
             );
             return Exit::Usage;
         };
+        if let Some(problem) = crate::engine::admission::name_problem(name) {
+            eprintln!(
+                "error: --name {name:?}: the daemon cannot manage this key: {}",
+                problem.describe()
+            );
+            return Exit::Usage;
+        }
         if !team.matcher().is_match(name) {
             eprintln!(
                 "error: --name {name} matches none of team {team_id}'s keys patterns in {}: the daemon does not manage it",

@@ -123,6 +123,15 @@ fn notes(report: &SweepReport, out: &mut String) {
             describe_note(note)
         );
     }
+    for u in &report.unmanageable {
+        let _ = writeln!(
+            out,
+            "  note   {:<40} {} left alone: {}",
+            format!("{}/?", u.team_id),
+            u.key_id,
+            u.reason.describe()
+        );
+    }
 }
 
 fn errors(report: &SweepReport, out: &mut String) {

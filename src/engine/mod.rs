@@ -1,5 +1,6 @@
 //! The rotation engine: plan what is due, then carry it out crash-safely.
 //!
+//! * [`admission`] — which listed keys can be managed at all (names are untrusted);
 //! * [`planner`] — a pure function from what the daemon sees to what is due;
 //! * [`executor`] — the rotation and retirement state machines, intent first;
 //! * [`sweep`] — one pass over every team: list once, plan, execute concurrently;
@@ -7,6 +8,7 @@
 //! * [`ports`] — the narrow traits over MASV and Vault the engine depends on;
 //! * [`model`], [`marker`], [`failpoints`] — records, the create marker, crash points.
 
+pub mod admission;
 pub mod executor;
 pub mod failpoints;
 pub mod marker;

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::admission::{self, Unmanageable};
 use super::executor::{Executor, LineageContext, Resumed, StepError};
 use super::failpoints::{Crashed, Failpoints};
 use super::model::{DueReason, LineageId, VaultView};
@@ -80,6 +81,8 @@ pub struct SweepReport {
     pub lineages: usize,
     pub managed_keys: usize,
     pub unmanaged_keys: usize,
+    /// Keys whose pattern matched but which cannot be managed; left alone.
+    pub unmanageable: Vec<Unmanageable>,
     pub plans: Vec<LineagePlan>,
     pub outcomes: Vec<ActionOutcome>,
     pub errors: Vec<String>,
@@ -236,6 +239,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             report.lineages += team.plans.len();
             report.managed_keys += team.managed;
             report.unmanaged_keys += team.unmanaged;
+            report.unmanageable.extend(team.unmanageable);
             report.plans.extend(team.plans);
             report.outcomes.extend(team.outcomes);
             report.errors.extend(team.errors);
@@ -263,12 +267,26 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             }
         };
         let now = self.clock.now();
-        let managed: Vec<&ApiKey> = listed
+        let matched: Vec<&ApiKey> = listed
             .iter()
             .filter(|k| team.matcher.is_match(&k.name))
             .collect();
+        result.unmanaged = listed.len() - matched.len();
+        let mut managed = Vec::with_capacity(matched.len());
+        for key in matched {
+            match admission::problem(key) {
+                None => managed.push(key),
+                Some(reason) => {
+                    warn!(key_id = %key.id, reason = %reason.describe(), "key left alone: it cannot be managed");
+                    result.unmanageable.push(Unmanageable {
+                        team_id: team.id.clone(),
+                        key_id: key.id.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
         result.managed = managed.len();
-        result.unmanaged = listed.len() - managed.len();
         let records = match &self.records {
             Some(r) => match r.load_team(&team.id, &managed).await {
                 Ok(recs) => recs,
@@ -527,6 +545,7 @@ struct TeamResult {
     unreachable: bool,
     managed: usize,
     unmanaged: usize,
+    unmanageable: Vec<Unmanageable>,
     plans: Vec<LineagePlan>,
     outcomes: Vec<ActionOutcome>,
     errors: Vec<String>,
