@@ -7,6 +7,7 @@ mod daemon;
 mod engine;
 mod fault_matrix;
 mod helpers;
+mod hostile_names;
 mod kill;
 mod masv_client;
 mod metrics;
