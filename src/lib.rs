@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod escape;
 pub mod exit;
 pub mod lock;
 pub mod logging;

@@ -194,3 +194,51 @@ pub async fn build(
         lineages,
     })
 }
+
+/// A view with one lineage per name, every text field derived from the name
+/// (the tests of `status` and `report` feed it hostile names).
+#[cfg(test)]
+pub(crate) fn sample(names: &[&str]) -> View {
+    let now = DateTime::parse_from_rfc3339("2030-01-02T03:04:05Z")
+        .expect("a valid time")
+        .with_timezone(&Utc);
+    let lineages = names
+        .iter()
+        .map(|name| {
+            let key = KeyView {
+                team_id: "01FB4S68W7RAW4M89801H1C4CR".into(),
+                lineage: name.to_string(),
+                key_id: format!("{name}-key"),
+                state: KeyState::Active,
+                role: KeyRole::Current,
+                created_at: Some(now),
+                expiry: None,
+                last_request_at: None,
+                age_days: Some(-1),
+                next_action: NextStep::Rotate,
+                next_at: Some(now),
+                stale: false,
+            };
+            LineageView {
+                team_id: key.team_id.clone(),
+                lineage: name.to_string(),
+                current_key_id: Some(key.key_id.clone()),
+                current_age_days: Some(-1),
+                last_rotation: Some(now),
+                next_due: Some(now),
+                overdue: false,
+                stale: false,
+                suspended_keys: vec![name.to_string(), format!("{name}-2")],
+                over_max_age: vec![name.to_string()],
+                rotation_in_flight: false,
+                within_policy: true,
+                keys: vec![key],
+            }
+        })
+        .collect();
+    View {
+        generated_at: now,
+        listed_at: Some(now),
+        lineages,
+    }
+}

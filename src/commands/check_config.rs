@@ -8,13 +8,15 @@
 use std::path::Path;
 
 use crate::config::{Config, Credentials, VaultCredentials};
+use crate::escape::escaped;
 use crate::exit::Exit;
 use crate::masv::{MasvClient, MasvError, MasvSettings};
 use crate::vault::{VaultError, VaultSettings, VaultStore};
 
+/// One result line. `text` can quote MASV's or Vault's answer, so it is [`escaped`].
 fn line(what: &str, ok: bool, text: &str) {
     let status = if ok { "ok" } else { "FAILED" };
-    println!("{what:<9}{status:<8}{text}");
+    println!("{what:<9}{status:<8}{}", escaped(text));
 }
 
 pub async fn run(path: &Path, debug: bool) -> Exit {

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use super::fail;
 use crate::clock::SystemClock;
 use crate::config::{Config, Credentials};
 use crate::daemon::{sweep_loop, LoopHooks, SETTLE_AFTER_SWEEP};
@@ -86,30 +87,30 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Exit 
     let _lock = match InstanceLock::acquire(&config.database.path) {
         Ok(lock) => lock,
         Err(e @ LockError::Held { .. }) => {
-            eprintln!("error: {e}");
+            fail(e);
             return Exit::Locked;
         }
         Err(e) => {
-            eprintln!("error: database.path: {e}");
+            fail(format_args!("database.path: {e}"));
             return Exit::ActionFailed;
         }
     };
     let (reload_tx, mut reload_rx) = mpsc::channel(1);
     if let Err(e) = watch_signals(shutdown.clone(), reload_tx) {
-        eprintln!("error: cannot install signal handlers: {e}");
+        fail(format_args!("cannot install signal handlers: {e}"));
         return Exit::ActionFailed;
     }
     let notifier = SystemdNotifier::from_env();
     let engine = match build(&config, credentials, &notifier).await {
         Ok(e) => e,
         Err((exit, message)) => {
-            eprintln!("error: {message}");
+            fail(message);
             return exit;
         }
     };
     // READY only once MASV accepts us: a daemon that cannot log in is not ready.
     if let Err(e) = engine.keys().login().await {
-        eprintln!("error: first MASV login failed: {e}");
+        fail(format_args!("first MASV login failed: {e}"));
         // Only a rejected login is a configuration problem; anything else (rate
         // limits, outages) is worth a restart.
         return match e {
@@ -138,11 +139,11 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Exit 
                 info!(listen = %mc.listen, "serving /metrics and /healthz");
             }
             Err(e) => {
-                eprintln!(
-                    "error: {}: metrics.listen {}: {e}",
+                fail(format_args!(
+                    "{}: metrics.listen {}: {e}",
                     path.display(),
                     mc.listen
-                );
+                ));
                 return Exit::Usage;
             }
         }
@@ -155,7 +156,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Exit 
     {
         Ok(a) => a.map(Arc::new),
         Err(e) => {
-            eprintln!("error: {}: notify.webhook_url: {e}", path.display());
+            fail(format_args!("{}: notify.webhook_url: {e}", path.display()));
             return Exit::Usage;
         }
     };

@@ -12,10 +12,12 @@ use std::time::Duration as StdDuration;
 use chrono::{Duration, Utc};
 use secrecy::SecretString;
 
+use super::fail;
 use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::config::Policy;
 use crate::engine::records::Records;
 use crate::engine::{Engine, ManagedTeam, SweepMode, SweepReport};
+use crate::escape::escaped;
 use crate::exit::Exit;
 use crate::masv::{KeyState, MasvClient, MasvSettings, RetryPolicy};
 use crate::simulator::{SeedKey, Simulator};
@@ -54,8 +56,8 @@ fn print_keys(sim: &Simulator) {
     for k in keys {
         println!(
             "  {:<28} {:<16} {:<10} {:<24} {}",
-            k.id,
-            k.name,
+            escaped(&k.id),
+            escaped(&k.name),
             k.state.as_str(),
             k.expiry.map_or("never".to_string(), |e| e
                 .format("%Y-%m-%d %H:%M")
@@ -80,13 +82,13 @@ pub async fn run(debug: bool) -> Exit {
     crate::logging::init(crate::config::LogFormat::Text, "warn", debug);
     let (Ok(address), Ok(token)) = (std::env::var("VAULT_ADDR"), std::env::var("VAULT_TOKEN"))
     else {
-        eprintln!("error: demo needs a Vault: set VAULT_ADDR and VAULT_TOKEN, or run scripts/demo, which starts a throwaway OpenBao");
+        fail("demo needs a Vault: set VAULT_ADDR and VAULT_TOKEN, or run scripts/demo, which starts a throwaway OpenBao");
         return Exit::Usage;
     };
     match demo(address, SecretString::from(token)).await {
         Ok(()) => Exit::Success,
         Err(e) => {
-            eprintln!("error: {e}");
+            fail(e);
             Exit::ActionFailed
         }
     }
@@ -242,7 +244,7 @@ async fn demo(vault_address: String, vault_token: SecretString) -> Result<(), St
                 s.version, s.secret.key_id, s.secret.rotation_id
             ),
             Ok(None) => println!("  secret/{prefix}/{TEAM}/{name}: none"),
-            Err(e) => println!("  secret/{prefix}/{TEAM}/{name}: {e}"),
+            Err(e) => println!("  secret/{prefix}/{TEAM}/{name}: {}", escaped(e)),
         }
     }
     banner("The audit log (every MASV and Vault mutation, hash-chained)");
@@ -256,9 +258,9 @@ async fn demo(vault_address: String, vault_token: SecretString) -> Result<(), St
             r.at.format("%m-%d %H:%M"),
             r.action.as_str(),
             r.outcome.as_str(),
-            r.key_name.as_deref().unwrap_or("-"),
-            r.key_id.as_deref().unwrap_or("-"),
-            r.detail
+            escaped(r.key_name.as_deref().unwrap_or("-")),
+            escaped(r.key_id.as_deref().unwrap_or("-")),
+            escaped(&r.detail)
         );
     }
     match store.verify_chain().await.map_err(|e| e.to_string())? {
@@ -268,7 +270,10 @@ async fn demo(vault_address: String, vault_token: SecretString) -> Result<(), St
         crate::store::ChainReport::Broken {
             first_bad_id,
             reason,
-        } => println!("  hash chain BROKEN at row {first_bad_id}: {reason}"),
+        } => println!(
+            "  hash chain BROKEN at row {first_bad_id}: {}",
+            escaped(reason)
+        ),
     }
     let mutations = sim.mutations();
     println!(

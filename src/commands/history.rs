@@ -1,9 +1,12 @@
 //! `history [--key ID] [--since DUR] [--json] [--verify]`: the audit log.
+//! The table shows key names, ids and details [`escaped`]; `--json` is exact.
 
 use std::fmt::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use super::fail;
+use crate::escape::escaped;
 use crate::exit::Exit;
 use crate::store::{AuditFilter, AuditRow, ChainReport, Store};
 
@@ -29,9 +32,9 @@ pub fn table(rows: &[AuditRow]) -> String {
             r.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             r.action.as_str(),
             r.outcome.as_str(),
-            r.key_name.as_deref().unwrap_or("-"),
-            r.key_id.as_deref().unwrap_or("-"),
-            r.detail
+            escaped(r.key_name.as_deref().unwrap_or("-")),
+            escaped(r.key_id.as_deref().unwrap_or("-")),
+            escaped(&r.detail)
         );
     }
     out
@@ -45,7 +48,7 @@ pub async fn run(path: &Path, args: HistoryArgs) -> Exit {
     let store = match Store::open_read_only(&config.database.path).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: database.path: {e}");
+            fail(format_args!("database.path: {e}"));
             return Exit::ActionFailed;
         }
     };
@@ -59,11 +62,14 @@ pub async fn run(path: &Path, args: HistoryArgs) -> Exit {
                 first_bad_id,
                 reason,
             }) => {
-                println!("audit log BROKEN at row {first_bad_id}: {reason}");
+                println!(
+                    "audit log BROKEN at row {first_bad_id}: {}",
+                    escaped(reason)
+                );
                 Exit::ActionFailed
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                fail(e);
                 Exit::ActionFailed
             }
         };
@@ -71,7 +77,7 @@ pub async fn run(path: &Path, args: HistoryArgs) -> Exit {
     let since = match args.since.map(chrono::Duration::from_std) {
         Some(Ok(d)) => Some(chrono::Utc::now() - d),
         Some(Err(_)) => {
-            eprintln!("error: --since is too long");
+            fail("--since is too long");
             return Exit::Usage;
         }
         None => None,
@@ -85,7 +91,7 @@ pub async fn run(path: &Path, args: HistoryArgs) -> Exit {
     let rows = match store.audit(&filter).await {
         Ok(rows) => rows,
         Err(e) => {
-            eprintln!("error: {e}");
+            fail(e);
             return Exit::ActionFailed;
         }
     };
@@ -93,7 +99,7 @@ pub async fn run(path: &Path, args: HistoryArgs) -> Exit {
         match serde_json::to_string_pretty(&rows) {
             Ok(s) => println!("{s}"),
             Err(e) => {
-                eprintln!("error: {e}");
+                fail(e);
                 return Exit::ActionFailed;
             }
         }
@@ -101,4 +107,35 @@ pub async fn run(path: &Path, args: HistoryArgs) -> Exit {
         print!("{}", table(&rows));
     }
     Exit::Success
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::escape::{assert_shown, HOSTILE};
+    use crate::store::{AuditAction, AuditRow, Outcome};
+
+    #[test]
+    fn hostile_names_and_details_stay_on_their_row() {
+        let rows: Vec<AuditRow> = HOSTILE
+            .iter()
+            .enumerate()
+            .map(|(i, name)| AuditRow {
+                id: i as i64 + 1,
+                at: chrono::Utc::now(),
+                team_id: None,
+                key_id: Some(format!("{name}-key")),
+                key_name: Some(name.to_string()),
+                action: AuditAction::Create,
+                outcome: Outcome::Failed,
+                detail: format!("MASV said: {name}"),
+                rotation_id: None,
+                prev_hash: String::new(),
+                hash: String::new(),
+            })
+            .collect();
+        let out = super::table(&rows);
+        assert_shown(&out);
+        assert_eq!(out.lines().count(), 1 + HOSTILE.len(), "{out}");
+        assert!(out.contains("MASV said: ci-x\\nresult: 99"), "{out}");
+    }
 }

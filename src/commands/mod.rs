@@ -14,19 +14,26 @@ pub mod summary;
 use std::path::Path;
 
 use crate::config::{Config, Credentials};
+use crate::escape::escaped;
 use crate::exit::Exit;
 use crate::logging;
+
+/// Prints `error: <message>` on stderr, [`escaped`]: a message may quote a key
+/// name, a MASV or Vault answer or a line of the config file.
+pub(crate) fn fail(message: impl std::fmt::Display) {
+    eprintln!("error: {}", escaped(message));
+}
 
 /// Loads and validates the config, sets up logging, and reads the secrets it names.
 /// On failure prints the error (file, field, problem) and returns exit code 2.
 pub fn load(path: &Path, debug: bool) -> Result<(Config, Credentials), Exit> {
     let config = Config::load(path).map_err(|e| {
-        eprintln!("error: {e}");
+        fail(e);
         Exit::Usage
     })?;
     logging::init(config.log.format, &config.log.level, debug);
     let credentials = Credentials::resolve(&config).map_err(|e| {
-        eprintln!("error: {e}");
+        fail(e);
         Exit::Usage
     })?;
     Ok((config, credentials))
@@ -35,7 +42,7 @@ pub fn load(path: &Path, debug: bool) -> Result<(Config, Credentials), Exit> {
 /// Loads and validates the config only (commands that need no secrets).
 pub fn load_config(path: &Path) -> Result<Config, Exit> {
     Config::load(path).map_err(|e| {
-        eprintln!("error: {e}");
+        fail(e);
         Exit::Usage
     })
 }
@@ -54,14 +61,14 @@ pub async fn offline_view(path: &Path) -> Result<crate::view::View, Exit> {
     let store = crate::store::Store::open_read_only(&config.database.path)
         .await
         .map_err(|e| {
-            eprintln!("error: database.path: {e}");
+            fail(format_args!("database.path: {e}"));
             Exit::ActionFailed
         })?;
     let records = crate::engine::records::Records::new(store);
     crate::view::build(&config, &records, now)
         .await
         .map_err(|e| {
-            eprintln!("error: {e}");
+            fail(e);
             Exit::ActionFailed
         })
 }

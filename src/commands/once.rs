@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::fail;
 use crate::clock::SystemClock;
 use crate::engine::{LineageId, SweepMode};
 use crate::exit::Exit;
@@ -25,10 +26,10 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> Exit {
     };
     if let SweepMode::RotateNow(LineageId { team_id, name }) = &mode {
         let Some(team) = config.teams.iter().find(|t| &t.id == team_id) else {
-            eprintln!(
-                "error: --team {team_id} is not a [[team]] in {}",
+            fail(format_args!(
+                "--team {team_id} is not a [[team]] in {}",
                 path.display()
-            );
+            ));
             return Exit::Usage;
         };
         if let Some(problem) = crate::engine::admission::name_problem(name) {
@@ -39,10 +40,8 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> Exit {
             return Exit::Usage;
         }
         if !team.matcher().is_match(name) {
-            eprintln!(
-                "error: --name {name} matches none of team {team_id}'s keys patterns in {}: the daemon does not manage it",
-                path.display()
-            );
+            fail(format_args!("--name {name} matches none of team {team_id}'s keys patterns in {}: the daemon does not manage it",
+                path.display()));
             return Exit::Usage;
         }
     }
@@ -53,11 +52,11 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> Exit {
         match InstanceLock::acquire(&config.database.path) {
             Ok(lock) => Some(lock),
             Err(e @ LockError::Held { .. }) => {
-                eprintln!("error: {e}");
+                fail(e);
                 return Exit::Locked;
             }
             Err(e) => {
-                eprintln!("error: database.path: {e}");
+                fail(format_args!("database.path: {e}"));
                 return Exit::ActionFailed;
             }
         }
@@ -65,7 +64,7 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> Exit {
     let engine = match services::engine(&config, credentials, Arc::new(SystemClock), access).await {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            fail(&e.message);
             return e.exit;
         }
     };
@@ -74,7 +73,7 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> Exit {
         (_, Some(n)) => match Notifier::new(&n.webhook_url, Duration::from_secs(10)) {
             Ok(a) => Some(a),
             Err(e) => {
-                eprintln!("error: {}: notify.webhook_url: {e}", path.display());
+                fail(format_args!("{}: notify.webhook_url: {e}", path.display()));
                 return Exit::Usage;
             }
         },
@@ -102,7 +101,7 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> Exit {
             report.exit()
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            fail(e);
             Exit::Usage
         }
     }

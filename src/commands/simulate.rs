@@ -11,6 +11,7 @@ use chrono::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
+use super::fail;
 use crate::clock::{Clock, SystemClock};
 use crate::exit::Exit;
 use crate::masv::KeyState;
@@ -30,17 +31,17 @@ pub async fn run(args: SimulateArgs<'_>) -> Exit {
             p.trim_end_matches(['\r', '\n']).to_string()
         }
         Ok(_) => {
-            eprintln!(
-                "error: --password-file {}: the file is empty",
+            fail(format_args!(
+                "--password-file {}: the file is empty",
                 args.password_file.display()
-            );
+            ));
             return Exit::Usage;
         }
         Err(e) => {
-            eprintln!(
-                "error: --password-file {}: {e}",
+            fail(format_args!(
+                "--password-file {}: {e}",
                 args.password_file.display()
-            );
+            ));
             return Exit::Usage;
         }
     };
@@ -66,7 +67,7 @@ pub async fn run(args: SimulateArgs<'_>) -> Exit {
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: --listen {}: {e}", args.listen);
+            fail(format_args!("--listen {}: {e}", args.listen));
             return Exit::Usage;
         }
     };
@@ -95,14 +96,14 @@ pub async fn run(args: SimulateArgs<'_>) -> Exit {
             });
         }
         _ => {
-            eprintln!("error: cannot install signal handlers");
+            fail("cannot install signal handlers");
             return Exit::ActionFailed;
         }
     }
     match sim.serve(listener, shutdown).await {
         Ok(()) => Exit::Success,
         Err(e) => {
-            eprintln!("error: simulator: {e}");
+            fail(format_args!("simulator: {e}"));
             Exit::ActionFailed
         }
     }

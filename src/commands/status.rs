@@ -1,10 +1,13 @@
 //! `status [--json]`: every managed key, from the local database (no network).
+//! The table shows names and ids from MASV [`escaped`]; `--json` is exact.
 
 use std::fmt::Write;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
+use super::fail;
+use crate::escape::escaped;
 use crate::exit::Exit;
 use crate::view::View;
 
@@ -34,8 +37,8 @@ pub fn table(view: &View) -> String {
         let _ = writeln!(
             out,
             "{:<40} {:<26} {:<9} {:<8} {:<16} {:<16} {:>5} {:<10} {}",
-            format!("{}/{}", k.team_id, k.lineage),
-            k.key_id,
+            escaped(format_args!("{}/{}", k.team_id, k.lineage)),
+            escaped(&k.key_id),
             k.state.as_str(),
             snake(&k.role),
             when(k.expiry),
@@ -69,7 +72,7 @@ pub async fn run(path: &Path, json: bool) -> Exit {
         match serde_json::to_string_pretty(&keys) {
             Ok(s) => println!("{s}"),
             Err(e) => {
-                eprintln!("error: {e}");
+                fail(e);
                 return Exit::ActionFailed;
             }
         }
@@ -77,4 +80,18 @@ pub async fn run(path: &Path, json: bool) -> Exit {
         print!("{}", table(&view));
     }
     Exit::Success
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::escape::{assert_shown, HOSTILE};
+
+    #[test]
+    fn hostile_names_stay_on_their_row() {
+        let out = super::table(&crate::view::sample(HOSTILE));
+        assert_shown(&out);
+        assert_eq!(out.lines().count(), 1 + HOSTILE.len() + 1, "{out}");
+        assert!(out.contains("ci-\\x1b]0;pwned\\x07\\x1b[2J-key"), "{out}");
+        assert!(out.contains("/ci-x\\nresult: 99"), "{out}");
+    }
 }

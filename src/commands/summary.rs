@@ -1,9 +1,12 @@
-//! Human-readable sweep summaries (for `once`, `rotate`, `demo`).
+//! Human-readable sweep summaries (for `once`, `rotate`, `demo`). Lineage names,
+//! key ids and failure details come from MASV, so each is [`escaped`]: a name
+//! holding a newline cannot forge a summary line.
 
 use std::fmt::Write;
 
 use crate::engine::planner::{Action, Note};
 use crate::engine::SweepReport;
+use crate::escape::escaped;
 
 fn describe(action: &Action) -> String {
     match action {
@@ -54,7 +57,12 @@ pub fn plan(report: &SweepReport) -> String {
     for p in &report.plans {
         for a in &p.actions {
             any = true;
-            let _ = writeln!(out, "  would {:<40} {}", p.lineage.to_string(), describe(a));
+            let _ = writeln!(
+                out,
+                "  would {:<40} {}",
+                escaped(&p.lineage),
+                escaped(describe(a))
+            );
         }
     }
     if !any {
@@ -87,17 +95,17 @@ pub fn outcome(report: &SweepReport) -> String {
                     let _ = writeln!(
                         out,
                         "  FAILED {:<40} {}: {}",
-                        p.lineage.to_string(),
-                        describe(a),
-                        f.detail
+                        escaped(&p.lineage),
+                        escaped(describe(a)),
+                        escaped(&f.detail)
                     );
                 }
                 None => {
                     let _ = writeln!(
                         out,
                         "  ok     {:<40} {}",
-                        p.lineage.to_string(),
-                        describe(a)
+                        escaped(&p.lineage),
+                        escaped(describe(a))
                     );
                 }
             }
@@ -119,16 +127,16 @@ fn notes(report: &SweepReport, out: &mut String) {
         let _ = writeln!(
             out,
             "  note   {:<40} {}",
-            lineage.to_string(),
-            describe_note(note)
+            escaped(lineage),
+            escaped(describe_note(note))
         );
     }
     for u in &report.unmanageable {
         let _ = writeln!(
             out,
             "  note   {:<40} {} left alone: {}",
-            format!("{}/?", u.team_id),
-            u.key_id,
+            escaped(format!("{}/?", u.team_id)),
+            escaped(&u.key_id),
             u.reason.describe()
         );
     }
@@ -136,6 +144,89 @@ fn notes(report: &SweepReport, out: &mut String) {
 
 fn errors(report: &SweepReport, out: &mut String) {
     for e in &report.errors {
-        let _ = writeln!(out, "  error  {e}");
+        let _ = writeln!(out, "  error  {}", escaped(e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::planner::{DeactivateReason, LineagePlan};
+    use crate::engine::sweep::ActionOutcome;
+    use crate::engine::{model::DueReason, LineageId};
+    use crate::escape::{assert_shown, HOSTILE};
+
+    /// Per hostile name: a lineage of that name whose rotation replaces a key
+    /// and fails with the name in its detail, a deactivation that succeeds, a
+    /// note and a sweep error, all quoting the name.
+    fn hostile_report() -> SweepReport {
+        let mut report = SweepReport::default();
+        for name in HOSTILE {
+            let lineage = LineageId::new("01FB4S68W7RAW4M89801H1C4CR", *name);
+            report.plans.push(LineagePlan {
+                lineage: lineage.clone(),
+                actions: vec![
+                    Action::Rotate {
+                        reason: DueReason::Expiring,
+                        old_key_id: Some(name.to_string()),
+                        cas: 1,
+                    },
+                    Action::Deactivate {
+                        key_id: format!("{name}-old"),
+                        reason: DeactivateReason::MaxOverlap,
+                    },
+                ],
+                notes: vec![Note::Suspended {
+                    key_id: name.to_string(),
+                }],
+                keys: vec![],
+            });
+            report.outcomes.push(ActionOutcome {
+                lineage: lineage.clone(),
+                action: "rotate".into(),
+                key_id: Some(name.to_string()),
+                ok: false,
+                detail: format!("MASV answered 400: {name}"),
+            });
+            report.outcomes.push(ActionOutcome {
+                lineage,
+                action: "deactivate".into(),
+                key_id: Some(format!("{name}-old")),
+                ok: true,
+                detail: String::new(),
+            });
+            report.errors.push(format!("team x: {name}"));
+        }
+        report
+    }
+
+    #[test]
+    fn hostile_names_cannot_forge_or_colour_a_line() {
+        let report = hostile_report();
+        let n = HOSTILE.len();
+        for (out, prefixes, lines) in [
+            (
+                plan(&report),
+                &["dry run: ", "  would "][..],
+                1 + 2 * n + n + n,
+            ),
+            (
+                outcome(&report),
+                &["sweep: ", "  FAILED ", "  ok     ", "result: "][..],
+                1 + 2 * n + n + n + 1,
+            ),
+        ] {
+            assert_shown(&out);
+            assert_eq!(out.lines().count(), lines, "{out}");
+            let known = |l: &&str| {
+                prefixes
+                    .iter()
+                    .chain(&["  note   ", "  error  "])
+                    .any(|p| l.starts_with(p))
+            };
+            assert!(out.lines().all(|l| known(&l)), "{out}");
+            assert!(out.lines().filter(|l| l.starts_with("result: ")).count() <= 1);
+            assert!(out.contains("ci-x\\nresult: 99 action(s) ok"), "{out}");
+        }
     }
 }

@@ -8,6 +8,7 @@ mod engine;
 mod fault_matrix;
 mod helpers;
 mod hostile;
+mod hostile_names;
 mod kill;
 mod masv_client;
 mod metrics;
