@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod exit;
+pub mod local_http;
 pub mod lock;
 pub mod logging;
 pub mod masv;

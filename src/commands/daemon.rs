@@ -130,11 +130,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Exit 
         match tokio::net::TcpListener::bind(mc.listen).await {
             Ok(listener) => {
                 let (m, stop) = (m.clone(), shutdown.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = m.serve(listener, stop).await {
-                        error!(error = %e, "metrics endpoint stopped");
-                    }
-                });
+                tokio::spawn(async move { m.serve(listener, stop).await });
                 info!(listen = %mc.listen, "serving /metrics and /healthz");
             }
             Err(e) => {

@@ -10,6 +10,7 @@ mod helpers;
 mod kill;
 mod masv_client;
 mod metrics;
+mod metrics_limits;
 mod notify;
 mod operator;
 mod simulator;
