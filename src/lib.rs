@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod notify;
 pub mod services;
 pub mod simulator;
+pub mod state_files;
 pub mod store;
 pub mod systemd;
 pub mod vault;

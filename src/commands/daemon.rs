@@ -18,7 +18,6 @@ use crate::config::{Config, Credentials};
 use crate::daemon::{sweep_loop, LoopHooks, SETTLE_AFTER_SWEEP};
 use crate::engine::SweepReport;
 use crate::exit::Exit;
-use crate::lock::{InstanceLock, LockError};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::services::{self, DbAccess, ProdEngine};
@@ -83,16 +82,9 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Exit 
         Ok(loaded) => loaded,
         Err(exit) => return exit,
     };
-    let _lock = match InstanceLock::acquire(&config.database.path) {
+    let _lock = match super::lock(&config) {
         Ok(lock) => lock,
-        Err(e @ LockError::Held { .. }) => {
-            eprintln!("error: {e}");
-            return Exit::Locked;
-        }
-        Err(e) => {
-            eprintln!("error: database.path: {e}");
-            return Exit::ActionFailed;
-        }
+        Err(exit) => return exit,
     };
     let (reload_tx, mut reload_rx) = mpsc::channel(1);
     if let Err(e) = watch_signals(shutdown.clone(), reload_tx) {

@@ -46,7 +46,7 @@ pub async fn run(path: &Path, args: HistoryArgs) -> Exit {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: database.path: {e}");
-            return Exit::ActionFailed;
+            return e.exit();
         }
     };
     if args.verify {

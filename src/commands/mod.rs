@@ -15,7 +15,9 @@ use std::path::Path;
 
 use crate::config::{Config, Credentials};
 use crate::exit::Exit;
+use crate::lock::{InstanceLock, LockError};
 use crate::logging;
+use crate::services::{self, DbAccess};
 
 /// Loads and validates the config, sets up logging, and reads the secrets it names.
 /// On failure prints the error (file, field, problem) and returns exit code 2.
@@ -44,24 +46,34 @@ pub fn load_config(path: &Path) -> Result<Config, Exit> {
 pub async fn offline_view(path: &Path) -> Result<crate::view::View, Exit> {
     let config = load_config(path)?;
     let now = chrono::Utc::now();
-    if !config.database.path.exists() {
+    let records = services::open_records(&config.database.path, DbAccess::ReadOnlyIfPresent)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {}", e.message);
+            e.exit
+        })?;
+    let Some(records) = records else {
         return Ok(crate::view::View {
             generated_at: now,
             listed_at: None,
             lineages: vec![],
         });
-    }
-    let store = crate::store::Store::open_read_only(&config.database.path)
-        .await
-        .map_err(|e| {
-            eprintln!("error: database.path: {e}");
-            Exit::ActionFailed
-        })?;
-    let records = crate::engine::records::Records::new(store);
+    };
     crate::view::build(&config, &records, now)
         .await
         .map_err(|e| {
             eprintln!("error: {e}");
             Exit::ActionFailed
         })
+}
+
+/// Takes the instance lock on the config's database, or says why not.
+pub fn lock(config: &Config) -> Result<InstanceLock, Exit> {
+    InstanceLock::acquire(&config.database.path).map_err(|e| {
+        match e {
+            LockError::Held { .. } => eprintln!("error: {e}"),
+            _ => eprintln!("error: database.path: {e}"),
+        }
+        e.exit()
+    })
 }

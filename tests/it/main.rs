@@ -13,6 +13,7 @@ mod metrics;
 mod metrics_limits;
 mod notify;
 mod operator;
+mod planted_links;
 mod simulator;
 mod store;
 mod store_faults;

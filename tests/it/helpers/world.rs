@@ -19,6 +19,7 @@ use masv_key_rotator::vault::{StoredSecret, VaultAuth, VaultStore};
 use secrecy::SecretString;
 
 use super::vault::TestVault;
+use super::write_private;
 
 pub const TEAM: &str = "01FB4S68W7RAW4M89801H1C4CR";
 pub const EMAIL: &str = "rotator@studio.example";
@@ -123,12 +124,8 @@ impl World {
         let dir = self._dir.path();
         let pw = dir.join("masv-password");
         let token = dir.join("vault-token");
-        std::fs::write(&pw, format!("{password}\n")).unwrap();
-        std::fs::write(&token, format!("{vault_token}\n")).unwrap();
-        for secret in [&pw, &token] {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
+        write_private(&pw, &format!("{password}\n"));
+        write_private(&token, &format!("{vault_token}\n"));
         let patterns: Vec<String> = self.patterns.iter().map(|p| format!("{p:?}")).collect();
         let text = format!(
             r#"[masv]
@@ -164,7 +161,7 @@ level = "info"
             patterns = patterns.join(", "),
         );
         let path = dir.join("config.toml");
-        std::fs::write(&path, text).unwrap();
+        write_private(&path, &text);
         path
     }
 
