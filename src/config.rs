@@ -19,6 +19,8 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::plain_http;
+
 /// Where the config is looked up when `--config` is not given.
 pub const ENV_CONFIG_PATH: &str = "MASV_KEY_ROTATOR_CONFIG";
 /// The last resort config path.
@@ -154,6 +156,9 @@ pub struct MasvConfig {
     pub timeout: Duration,
     #[serde(default = "defaults::max_concurrency")]
     pub max_concurrency: usize,
+    /// Lets `base_url` be plain http to a host that is not loopback ([`crate::plain_http`]).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +174,9 @@ pub struct VaultConfig {
     pub ca_cert: Option<PathBuf>,
     pub namespace: Option<String>,
     pub approle: Option<AppRoleConfig>,
+    /// Lets `address` be plain http to a host that is not loopback ([`crate::plain_http`]).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -479,6 +487,7 @@ impl Config {
 
         // [vault]
         check_url(file, "vault.address", &self.vault.address)?;
+        plain_http::check(self)?;
         exactly_one(
             file,
             "vault",
@@ -995,6 +1004,27 @@ keys = ["ci-*"]
         let m = c.teams[0].matcher();
         assert!(m.is_match("ci-build"));
         assert!(!m.is_match("render-node-1"));
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_refused_unless_allowed() {
+        let remote = MINIMAL.replace("http://127.0.0.1:8200", "http://vault.internal:8200");
+        let e = parse(&remote).unwrap_err();
+        assert_eq!(e.field(), Some("vault.address"));
+        assert!(
+            e.to_string().contains("vault.allow_insecure_http = true"),
+            "{e}"
+        );
+        let allowed = remote.replace("[vault]", "[vault]\nallow_insecure_http = true");
+        assert!(parse(&allowed).unwrap().vault.allow_insecure_http);
+
+        let masv = MINIMAL.replace("[masv]", "[masv]\nbase_url = \"http://masv.example/v1\"");
+        assert_eq!(field_of(&masv), "masv.base_url");
+        let allowed = masv.replace("[masv]", "[masv]\nallow_insecure_http = true");
+        assert!(parse(&allowed).unwrap().masv.allow_insecure_http);
+        for local in ["http://localhost:8200", "http://[::1]:8200"] {
+            parse(&MINIMAL.replace("http://127.0.0.1:8200", local)).unwrap();
+        }
     }
 
     #[test]

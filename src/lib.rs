@@ -19,6 +19,7 @@ pub mod logging;
 pub mod masv;
 pub mod metrics;
 pub mod notify;
+pub mod plain_http;
 pub mod services;
 pub mod simulator;
 pub mod state_files;

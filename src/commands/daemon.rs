@@ -208,6 +208,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Exit 
             Ok((new_config, creds)) => match build(&new_config, creds, &notifier).await {
                 Ok(new_engine) => {
                     info!(cron = %new_config.schedule.cron, teams = new_config.teams.len(), "config reloaded");
+                    crate::plain_http::warn_opt_outs(&new_config);
                     config = new_config;
                     engine = new_engine;
                 }

@@ -27,6 +27,7 @@ pub fn load(path: &Path, debug: bool) -> Result<(Config, Credentials), Exit> {
         Exit::Usage
     })?;
     logging::init(config.log.format, &config.log.level, debug);
+    crate::plain_http::warn_opt_outs(&config);
     let credentials = Credentials::resolve(&config).map_err(|e| {
         eprintln!("error: {e}");
         Exit::Usage

@@ -59,6 +59,7 @@ async fn check_config_on_broken_files_exits_2_naming_file_and_field() {
         ("unknown-field.toml", "vault.adress"),
         ("bad-duration.toml", "policy.max_age"),
         ("bad-cron.toml", "schedule.cron"),
+        ("plain-http-vault.toml", "vault.address"),
     ] {
         let out = run(args(&fixtures.join(file), &["check-config"])).await;
         assert_eq!(out.status.code(), Some(2), "{file}: {}", text(&out));

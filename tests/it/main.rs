@@ -3,6 +3,7 @@
 mod bad_input;
 mod cli;
 mod config_files;
+mod config_refusals;
 mod daemon;
 mod engine;
 mod fault_matrix;

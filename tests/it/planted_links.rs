@@ -7,59 +7,24 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::helpers::bin;
-use crate::helpers::write_private;
+use crate::helpers::offline::Offline;
 
 const PRECIOUS: &[u8] = b"not the daemon's to write\n";
 
 struct Setup {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
+    offline: Offline,
     db: PathBuf,
     victim: PathBuf,
 }
 
 impl Setup {
     fn new() -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let path = |name: &str| dir.path().join(name);
-        write_private(&path("masv-password"), "pw\n");
-        write_private(&path("vault-token"), "token\n");
-        let db = path("state.db");
-        let config = path("config.toml");
-        write_private(
-            &config,
-            &format!(
-                r#"[masv]
-base_url = "http://127.0.0.1:9/v1"
-email = "ops@example.com"
-password_file = "{pw}"
-
-[vault]
-address = "http://127.0.0.1:9"
-token_file = "{token}"
-
-[database]
-path = "{db}"
-
-[[team]]
-id = "01FB4S68W7RAW4M89801H1C4CR"
-keys = ["ci-*"]
-
-[log]
-format = "text"
-"#,
-                pw = path("masv-password").display(),
-                token = path("vault-token").display(),
-                db = db.display(),
-            ),
-        );
-        let victim = path("victim");
+        let offline = Offline::new();
+        let victim = offline.dir.path().join("victim");
         std::fs::write(&victim, PRECIOUS).unwrap();
         Setup {
-            _dir: dir,
-            config,
-            db,
+            db: offline.db.clone(),
+            offline,
             victim,
         }
     }
@@ -71,12 +36,7 @@ format = "text"
     /// Runs `masv-key-rotator --config … <command>`; asserts exit 2, an error
     /// naming `planted`, and the victim unchanged.
     async fn assert_refused(&self, command: &str, planted: &Path, what: &str) {
-        let out = bin::run(vec![
-            "--config".into(),
-            self.config.display().to_string(),
-            command.into(),
-        ])
-        .await;
+        let out = self.offline.run(&[command]).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
         assert!(

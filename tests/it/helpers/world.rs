@@ -136,7 +136,7 @@ timeout = "5s"
 
 [vault]
 address = "{vault_address}"
-token_file = "{token}"
+{insecure}token_file = "{token}"
 mount = "{mount}"
 path_prefix = "{prefix}"
 
@@ -159,6 +159,12 @@ level = "info"
             prefix = self.vault.prefix,
             db = self.db_path.display(),
             patterns = patterns.join(", "),
+            // Only a VAULT_ADDR given from outside can be plain http off loopback.
+            insecure = if masv_key_rotator::plain_http::is_insecure(vault_address) {
+                "allow_insecure_http = true\n"
+            } else {
+                ""
+            },
         );
         let path = dir.join("config.toml");
         write_private(&path, &text);
