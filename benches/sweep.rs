@@ -8,6 +8,7 @@
 //! and `MASV_KEY_ROTATOR_BIN` (the release binary).
 //! Options: --teams N --keys M --latency-ms L --concurrency C --baseline-keys K --idle-secs S
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -109,7 +110,6 @@ fn write_config(w: &World, teams: usize, concurrency: usize, prefix: &str) -> Pa
     )
     .unwrap();
     for f in ["pw", "token"] {
-        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let vault_addr = std::env::var("VAULT_ADDR").expect("VAULT_ADDR");
@@ -134,6 +134,8 @@ fn write_config(w: &World, teams: usize, concurrency: usize, prefix: &str) -> Pa
     }
     let path = dir.join("config.toml");
     std::fs::write(&path, text).unwrap();
+    // Under any umask: the binary refuses a config that others may write.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path
 }
 

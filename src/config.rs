@@ -94,6 +94,10 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// Anyone who can write the config can send the secrets elsewhere (a
+    /// `base_url` of their own) or stop the rotation: refused, not warned about.
+    #[error("{file}: the config file is writable by group or others (mode {mode:04o}): whoever can write it can send the MASV password and the Vault token elsewhere; run: chmod go-w {file}")]
+    WritableByOthers { file: PathBuf, mode: u32 },
     #[error("{file}: {field}: {problem}")]
     Invalid {
         file: PathBuf,
@@ -116,7 +120,7 @@ impl ConfigError {
     pub fn field(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { field, .. } => Some(field),
-            ConfigError::Read { .. } => None,
+            ConfigError::Read { .. } | ConfigError::WritableByOthers { .. } => None,
         }
     }
 }
@@ -396,12 +400,26 @@ pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
 }
 
 impl Config {
-    /// Reads, parses and validates a config file.
+    /// Reads, parses and validates a config file; one that group or others
+    /// may write is refused before it is parsed.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        let read = |source| ConfigError::Read {
             file: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(read)?;
+        // The mode of the file actually opened, not of whatever is at the name later.
+        let mode = file.metadata().map_err(read)?.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(ConfigError::WritableByOthers {
+                file: path.to_path_buf(),
+                mode,
+            });
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(read)?;
         Config::parse(&text, path)
     }
 

@@ -1,13 +1,41 @@
 //! Configs the binary refuses before doing anything, with exit 2 and a message
-//! naming the file: plain http to a MASV or Vault that is not on loopback
-//! (unless opted out, which is warned about).
+//! naming the file: one that group or others may write, and plain http to a
+//! MASV or Vault that is not on loopback (unless opted out, which is warned about).
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 
 use crate::helpers::offline::Offline;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_config_writable_by_group_or_others_is_refused_with_exit_2() {
+    let o = Offline::new();
+    let shown = o.config.display().to_string();
+    for mode in [0o664, 0o646, 0o620, 0o602] {
+        std::fs::set_permissions(&o.config, std::fs::Permissions::from_mode(mode)).unwrap();
+        for command in ["status", "run"] {
+            let out = o.run(&[command]).await;
+            let e = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{mode:o} {command}: {e}");
+            assert!(
+                e.contains(&format!(
+                    "{shown}: the config file is writable by group or others (mode {mode:04o})"
+                )),
+                "{e}"
+            );
+            assert!(e.contains(&format!("run: chmod go-w {shown}")), "{e}");
+        }
+    }
+    // Readable by others is fine: the config holds no secrets.
+    for mode in [0o600, 0o640, 0o644, 0o444] {
+        std::fs::set_permissions(&o.config, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = o.run(&["status"]).await;
+        assert_eq!(out.status.code(), Some(0), "{mode:o}: {}", stderr(&out));
+    }
 }
 
 #[tokio::test]
