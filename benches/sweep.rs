@@ -8,6 +8,7 @@
 //! and `MASV_KEY_ROTATOR_BIN` (the release binary).
 //! Options: --teams N --keys M --latency-ms L --concurrency C --baseline-keys K --idle-secs S
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -109,14 +110,19 @@ fn write_config(w: &World, teams: usize, concurrency: usize, prefix: &str) -> Pa
     )
     .unwrap();
     for f in ["pw", "token"] {
-        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
     }
+    let vault_addr = std::env::var("VAULT_ADDR").expect("VAULT_ADDR");
+    // A Vault you point the bench at over plain http off loopback is your call.
+    let insecure = if masv_key_rotator::plain_http::is_insecure(&vault_addr) {
+        "allow_insecure_http = true\n"
+    } else {
+        ""
+    };
     let mut text = format!(
-        "[masv]\nbase_url = \"{}\"\nemail = \"bench@bench.invalid\"\npassword_file = \"{}\"\nmax_concurrency = {concurrency}\ntimeout = \"60s\"\n\n[vault]\naddress = \"{}\"\ntoken_file = \"{}\"\npath_prefix = \"{prefix}\"\n\n[database]\npath = \"{}\"\n\n[schedule]\ncron = \"0 0 * * * *\"\n\n[log]\nlevel = \"warn\"\n",
+        "[masv]\nbase_url = \"{}\"\nemail = \"bench@bench.invalid\"\npassword_file = \"{}\"\nmax_concurrency = {concurrency}\ntimeout = \"60s\"\n\n[vault]\naddress = \"{vault_addr}\"\n{insecure}token_file = \"{}\"\npath_prefix = \"{prefix}\"\n\n[database]\npath = \"{}\"\n\n[schedule]\ncron = \"0 0 * * * *\"\n\n[log]\nlevel = \"warn\"\n",
         w.base_url,
         dir.join("pw").display(),
-        std::env::var("VAULT_ADDR").expect("VAULT_ADDR"),
         dir.join("token").display(),
         dir.join("state.db").display(),
     );
@@ -128,6 +134,8 @@ fn write_config(w: &World, teams: usize, concurrency: usize, prefix: &str) -> Pa
     }
     let path = dir.join("config.toml");
     std::fs::write(&path, text).unwrap();
+    // Under any umask: the binary refuses a config that others may write.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path
 }
 

@@ -19,6 +19,8 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::plain_http;
+
 /// Where the config is looked up when `--config` is not given.
 pub const ENV_CONFIG_PATH: &str = "MASV_KEY_ROTATOR_CONFIG";
 /// The last resort config path.
@@ -92,6 +94,10 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// Anyone who can write the config can send the secrets elsewhere (a
+    /// `base_url` of their own) or stop the rotation: refused, not warned about.
+    #[error("{file}: the config file is writable by group or others (mode {mode:04o}): whoever can write it can send the MASV password and the Vault token elsewhere; run: chmod go-w {file}")]
+    WritableByOthers { file: PathBuf, mode: u32 },
     #[error("{file}: {field}: {problem}")]
     Invalid {
         file: PathBuf,
@@ -114,7 +120,7 @@ impl ConfigError {
     pub fn field(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { field, .. } => Some(field),
-            ConfigError::Read { .. } => None,
+            ConfigError::Read { .. } | ConfigError::WritableByOthers { .. } => None,
         }
     }
 }
@@ -154,6 +160,9 @@ pub struct MasvConfig {
     pub timeout: Duration,
     #[serde(default = "defaults::max_concurrency")]
     pub max_concurrency: usize,
+    /// Lets `base_url` be plain http to a host that is not loopback ([`crate::plain_http`]).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +178,9 @@ pub struct VaultConfig {
     pub ca_cert: Option<PathBuf>,
     pub namespace: Option<String>,
     pub approle: Option<AppRoleConfig>,
+    /// Lets `address` be plain http to a host that is not loopback ([`crate::plain_http`]).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -388,12 +400,26 @@ pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
 }
 
 impl Config {
-    /// Reads, parses and validates a config file.
+    /// Reads, parses and validates a config file; one that group or others
+    /// may write is refused before it is parsed.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        let read = |source| ConfigError::Read {
             file: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(read)?;
+        // The mode of the file actually opened, not of whatever is at the name later.
+        let mode = file.metadata().map_err(read)?.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(ConfigError::WritableByOthers {
+                file: path.to_path_buf(),
+                mode,
+            });
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(read)?;
         Config::parse(&text, path)
     }
 
@@ -479,6 +505,7 @@ impl Config {
 
         // [vault]
         check_url(file, "vault.address", &self.vault.address)?;
+        plain_http::check(self)?;
         exactly_one(
             file,
             "vault",
@@ -1039,6 +1066,27 @@ keys = ["ci-*"]
         let m = c.teams[0].matcher();
         assert!(m.is_match("ci-build"));
         assert!(!m.is_match("render-node-1"));
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_refused_unless_allowed() {
+        let remote = MINIMAL.replace("http://127.0.0.1:8200", "http://vault.internal:8200");
+        let e = parse(&remote).unwrap_err();
+        assert_eq!(e.field(), Some("vault.address"));
+        assert!(
+            e.to_string().contains("vault.allow_insecure_http = true"),
+            "{e}"
+        );
+        let allowed = remote.replace("[vault]", "[vault]\nallow_insecure_http = true");
+        assert!(parse(&allowed).unwrap().vault.allow_insecure_http);
+
+        let masv = MINIMAL.replace("[masv]", "[masv]\nbase_url = \"http://masv.example/v1\"");
+        assert_eq!(field_of(&masv), "masv.base_url");
+        let allowed = masv.replace("[masv]", "[masv]\nallow_insecure_http = true");
+        assert!(parse(&allowed).unwrap().masv.allow_insecure_http);
+        for local in ["http://localhost:8200", "http://[::1]:8200"] {
+            parse(&MINIMAL.replace("http://127.0.0.1:8200", local)).unwrap();
+        }
     }
 
     #[test]

@@ -4,10 +4,18 @@
 //! in-flight rotations. `run`, `once` and `rotate` take the lock for their whole
 //! life; a second one refuses with [`Exit::Locked`](crate::exit::Exit::Locked).
 //! The OS releases the lock when the process dies, even on `kill -9`.
+//!
+//! The lock file is opened without following a symbolic link and refused if it
+//! has another name (see [`crate::state_files`]), and created readable by the
+//! daemon's user only: taking the lock truncates the file.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::exit::Exit;
+use crate::state_files::{self, UnsafeFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -19,6 +27,21 @@ pub enum LockError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the lock file {0}")]
+    Unsafe(#[from] UnsafeFile),
+}
+
+impl LockError {
+    /// Held: [`Exit::Locked`]. A link in the lock file's place: [`Exit::Usage`]
+    /// (an operator must remove it; restarting cannot help). Else
+    /// [`Exit::ActionFailed`].
+    pub fn exit(&self) -> Exit {
+        match self {
+            LockError::Held { .. } => Exit::Locked,
+            LockError::Unsafe(_) => Exit::Usage,
+            LockError::Io { .. } => Exit::ActionFailed,
+        }
+    }
 }
 
 /// Held while the value lives.
@@ -30,9 +53,7 @@ pub struct InstanceLock {
 
 impl InstanceLock {
     pub fn lock_path(database: &Path) -> PathBuf {
-        let mut name = database.as_os_str().to_owned();
-        name.push(".lock");
-        PathBuf::from(name)
+        state_files::sibling(database, ".lock")
     }
 
     pub fn acquire(database: &Path) -> Result<InstanceLock, LockError> {
@@ -46,8 +67,14 @@ impl InstanceLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .map_err(io)?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => LockError::Unsafe(UnsafeFile::symlink(&path)),
+                _ => io(e),
+            })?;
+        state_files::check_opened(&path, &file.metadata().map_err(io)?)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -98,5 +125,14 @@ mod tests {
         assert!(msg.contains("state.db"), "{msg}");
         drop(first);
         InstanceLock::acquire(&db).unwrap();
+    }
+
+    #[test]
+    fn the_lock_file_is_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let lock = InstanceLock::acquire(&dir.path().join("state.db")).unwrap();
+        let mode = std::fs::metadata(lock.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -4,6 +4,7 @@
 //! HTTP side only ever reads the numbers kept here, so a scrape never touches
 //! MASV, Vault or the database and cannot slow a sweep down. Only ids, names and
 //! counts are kept (a report carries no secret, and nothing here adds one).
+//! The listener itself is bounded (connections, timeouts): see [`crate::local_http`].
 //!
 //! Choices the report forces:
 //! - Key states (active/inactive/suspended) are not in a report, only each key's
@@ -33,6 +34,7 @@ use crate::clock::SharedClock;
 use crate::engine::planner::{KeyRole, NextStep, Note};
 use crate::engine::SweepReport;
 use crate::exit::Exit;
+use crate::local_http::{self, Limits};
 
 /// Every series name starts with this.
 pub const PREFIX: &str = "masv_key_rotator_";
@@ -433,15 +435,20 @@ impl Metrics {
             .with_state(self.clone())
     }
 
-    /// Serves [`Metrics::router`] on `listener` until `shutdown` is cancelled.
-    pub async fn serve(
+    /// Serves [`Metrics::router`] on `listener` within the default
+    /// [`Limits`] until `shutdown` is cancelled.
+    pub async fn serve(&self, listener: tokio::net::TcpListener, shutdown: CancellationToken) {
+        self.serve_with(listener, shutdown, Limits::default()).await
+    }
+
+    /// [`Metrics::serve`] with other limits (tests use small ones).
+    pub async fn serve_with(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: CancellationToken,
-    ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
+        limits: Limits,
+    ) {
+        local_http::serve(listener, self.router(), shutdown, limits).await
     }
 }
 

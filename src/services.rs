@@ -43,15 +43,13 @@ pub enum DbAccess {
 pub async fn open_records(path: &Path, access: DbAccess) -> Result<Option<Records>, StartError> {
     let opened = match access {
         DbAccess::ReadWrite => Store::open(path).await.map(Some),
-        DbAccess::ReadOnlyIfPresent if !path.exists() => Ok(None),
+        // Anything at the name, even a dangling link, is "present" (and judged).
+        DbAccess::ReadOnlyIfPresent if path.symlink_metadata().is_err() => Ok(None),
         DbAccess::ReadOnlyIfPresent => Store::open_read_only(path).await.map(Some),
     };
-    opened.map(|s| s.map(Records::new)).map_err(|e| {
-        StartError::new(
-            Exit::ActionFailed,
-            format!("database.path {}: {e}", path.display()),
-        )
-    })
+    opened
+        .map(|s| s.map(Records::new))
+        .map_err(|e| StartError::new(e.exit(), format!("database.path {}: {e}", path.display())))
 }
 
 /// Connects to MASV (client only; login happens on first use) and Vault.

@@ -19,7 +19,6 @@ use crate::config::{Config, Credentials};
 use crate::daemon::{sweep_loop, LoopHooks, SETTLE_AFTER_SWEEP};
 use crate::engine::SweepReport;
 use crate::exit::Exit;
-use crate::lock::{InstanceLock, LockError};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::services::{self, DbAccess, ProdEngine};
@@ -84,16 +83,9 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Exit 
         Ok(loaded) => loaded,
         Err(exit) => return exit,
     };
-    let _lock = match InstanceLock::acquire(&config.database.path) {
+    let _lock = match super::lock(&config) {
         Ok(lock) => lock,
-        Err(e @ LockError::Held { .. }) => {
-            fail(e);
-            return Exit::Locked;
-        }
-        Err(e) => {
-            fail(format_args!("database.path: {e}"));
-            return Exit::ActionFailed;
-        }
+        Err(exit) => return exit,
     };
     let (reload_tx, mut reload_rx) = mpsc::channel(1);
     if let Err(e) = watch_signals(shutdown.clone(), reload_tx) {
@@ -131,11 +123,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Exit 
         match tokio::net::TcpListener::bind(mc.listen).await {
             Ok(listener) => {
                 let (m, stop) = (m.clone(), shutdown.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = m.serve(listener, stop).await {
-                        error!(error = %e, "metrics endpoint stopped");
-                    }
-                });
+                tokio::spawn(async move { m.serve(listener, stop).await });
                 info!(listen = %mc.listen, "serving /metrics and /healthz");
             }
             Err(e) => {
@@ -221,6 +209,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Exit 
             Ok((new_config, creds)) => match build(&new_config, creds, &notifier).await {
                 Ok(new_engine) => {
                     info!(cron = %new_config.schedule.cron, teams = new_config.teams.len(), "config reloaded");
+                    crate::plain_http::warn_opt_outs(&new_config);
                     config = new_config;
                     engine = new_engine;
                 }

@@ -49,7 +49,7 @@ pub async fn run(path: &Path, args: HistoryArgs) -> Exit {
         Ok(s) => s,
         Err(e) => {
             fail(format_args!("database.path: {e}"));
-            return Exit::ActionFailed;
+            return e.exit();
         }
     };
     if args.verify {

@@ -16,7 +16,9 @@ use std::path::Path;
 use crate::config::{Config, Credentials};
 use crate::escape::escaped;
 use crate::exit::Exit;
+use crate::lock::{InstanceLock, LockError};
 use crate::logging;
+use crate::services::{self, DbAccess};
 
 /// Prints `error: <message>` on stderr, [`escaped`]: a message may quote a key
 /// name, a MASV or Vault answer or a line of the config file.
@@ -32,6 +34,7 @@ pub fn load(path: &Path, debug: bool) -> Result<(Config, Credentials), Exit> {
         Exit::Usage
     })?;
     logging::init(config.log.format, &config.log.level, debug);
+    crate::plain_http::warn_opt_outs(&config);
     let credentials = Credentials::resolve(&config).map_err(|e| {
         fail(e);
         Exit::Usage
@@ -51,24 +54,34 @@ pub fn load_config(path: &Path) -> Result<Config, Exit> {
 pub async fn offline_view(path: &Path) -> Result<crate::view::View, Exit> {
     let config = load_config(path)?;
     let now = chrono::Utc::now();
-    if !config.database.path.exists() {
+    let records = services::open_records(&config.database.path, DbAccess::ReadOnlyIfPresent)
+        .await
+        .map_err(|e| {
+            fail(&e.message);
+            e.exit
+        })?;
+    let Some(records) = records else {
         return Ok(crate::view::View {
             generated_at: now,
             listed_at: None,
             lineages: vec![],
         });
-    }
-    let store = crate::store::Store::open_read_only(&config.database.path)
-        .await
-        .map_err(|e| {
-            fail(format_args!("database.path: {e}"));
-            Exit::ActionFailed
-        })?;
-    let records = crate::engine::records::Records::new(store);
+    };
     crate::view::build(&config, &records, now)
         .await
         .map_err(|e| {
             fail(e);
             Exit::ActionFailed
         })
+}
+
+/// Takes the instance lock on the config's database, or says why not.
+pub fn lock(config: &Config) -> Result<InstanceLock, Exit> {
+    InstanceLock::acquire(&config.database.path).map_err(|e| {
+        match e {
+            LockError::Held { .. } => fail(&e),
+            _ => fail(format_args!("database.path: {e}")),
+        }
+        e.exit()
+    })
 }

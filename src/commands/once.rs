@@ -7,7 +7,6 @@ use super::fail;
 use crate::clock::SystemClock;
 use crate::engine::{LineageId, SweepMode};
 use crate::exit::Exit;
-use crate::lock::{InstanceLock, LockError};
 use crate::notify::Notifier;
 use crate::services::{self, DbAccess};
 use std::time::Duration;
@@ -49,16 +48,9 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> Exit {
     let _lock = if mode == SweepMode::DryRun {
         None
     } else {
-        match InstanceLock::acquire(&config.database.path) {
+        match super::lock(&config) {
             Ok(lock) => Some(lock),
-            Err(e @ LockError::Held { .. }) => {
-                fail(e);
-                return Exit::Locked;
-            }
-            Err(e) => {
-                fail(format_args!("database.path: {e}"));
-                return Exit::ActionFailed;
-            }
+            Err(exit) => return exit,
         }
     };
     let engine = match services::engine(&config, credentials, Arc::new(SystemClock), access).await {

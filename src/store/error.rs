@@ -6,6 +6,9 @@ use std::path::PathBuf;
 pub enum StoreError {
     #[error("cannot open {}: {reason}", path.display())]
     Open { path: PathBuf, reason: String },
+    /// A link in the place of the database or its `-wal`/`-shm`: refused, not opened.
+    #[error(transparent)]
+    Unsafe(#[from] crate::state_files::UnsafeFile),
     #[error("cannot migrate the database schema: {source}")]
     Migrate {
         #[source]
@@ -32,4 +35,16 @@ pub enum StoreError {
     Conflict { what: String },
     #[error("the database holds something unexpected: {reason}")]
     Corrupt { reason: String },
+}
+
+impl StoreError {
+    /// A link in the database's place stays there until an operator removes it:
+    /// [`Exit::Usage`](crate::exit::Exit::Usage), which the unit does not restart
+    /// on. Anything else: [`Exit::ActionFailed`](crate::exit::Exit::ActionFailed).
+    pub fn exit(&self) -> crate::exit::Exit {
+        match self {
+            StoreError::Unsafe(_) => crate::exit::Exit::Usage,
+            _ => crate::exit::Exit::ActionFailed,
+        }
+    }
 }

@@ -22,6 +22,7 @@ use futures::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
+use crate::state_files;
 use audit::ChainHead;
 pub use audit::{AuditAction, AuditFilter, AuditRow, ChainReport, NewAuditEntry, Outcome};
 pub use error::StoreError;
@@ -124,7 +125,10 @@ fn open_err(path: &Path, reason: impl ToString) -> StoreError {
 impl Store {
     /// Opens (creating the file if needed) and migrates. The directory must exist:
     /// a missing state directory is a deployment error, not something to paper over.
+    /// A link in the place of the database, its `-wal` or its `-shm` is refused
+    /// ([`crate::state_files`]).
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        state_files::check_database(path)?;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -170,6 +174,7 @@ impl Store {
 
     /// Opens an existing database for reading only (status, history, report).
     pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        state_files::check_database(path)?;
         if !path.is_file() {
             return Err(open_err(path, "no such database file"));
         }

@@ -59,8 +59,13 @@ async fn check_config_on_broken_files_exits_2_naming_file_and_field() {
         ("unknown-field.toml", "vault.adress"),
         ("bad-duration.toml", "policy.max_age"),
         ("bad-cron.toml", "schedule.cron"),
+        ("plain-http-vault.toml", "vault.address"),
     ] {
-        let out = run(args(&fixtures.join(file), &["check-config"])).await;
+        // A copy: the checkout's mode (0664 under umask 002) would be refused first.
+        let copy = dir.path().join(file);
+        let fixture = std::fs::read_to_string(fixtures.join(file)).unwrap();
+        crate::helpers::write_private(&copy, &fixture);
+        let out = run(args(&copy, &["check-config"])).await;
         assert_eq!(out.status.code(), Some(2), "{file}: {}", text(&out));
         let t = text(&out);
         assert!(t.contains(file) && t.contains(field), "{file}: {t}");

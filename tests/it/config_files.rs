@@ -1,9 +1,13 @@
 //! Every shipped config parses; every invalid fixture fails with the field and
 //! message its header promises (`# expect-field:` / `# expect-message:`).
+//!
+//! The files are parsed from their text: what is checked is their content, not
+//! the mode a checkout gave them (`Config::load` refuses a group-writable file,
+//! which a checkout under umask 002 makes; tests/it/config_refusals.rs covers that).
 
 use std::path::{Path, PathBuf};
 
-use masv_key_rotator::config::Config;
+use masv_key_rotator::config::{Config, ConfigError};
 
 fn toml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -15,6 +19,12 @@ fn toml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Parses and validates a repository config file as `Config::load` would.
+fn parse_file(file: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    Config::parse(&text, file)
+}
+
 fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
 }
@@ -24,7 +34,7 @@ fn every_example_config_parses() {
     let files = toml_files(&config_dir());
     assert!(files.len() >= 2, "expected example configs in config/");
     for file in files {
-        Config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        parse_file(&file).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -66,7 +76,7 @@ fn every_invalid_fixture_fails_naming_file_field_and_problem() {
         let text = std::fs::read_to_string(&file).unwrap();
         let field = header(&text, "expect-field");
         let message = header(&text, "expect-message");
-        let err = match Config::load(&file) {
+        let err = match parse_file(&file) {
             Ok(_) => panic!("{} parsed but should not", file.display()),
             Err(e) => e,
         };

@@ -3,6 +3,7 @@
 mod bad_input;
 mod cli;
 mod config_files;
+mod config_refusals;
 mod daemon;
 mod engine;
 mod fault_matrix;
@@ -12,8 +13,10 @@ mod hostile_names;
 mod kill;
 mod masv_client;
 mod metrics;
+mod metrics_limits;
 mod notify;
 mod operator;
+mod planted_links;
 mod simulator;
 mod store;
 mod store_faults;

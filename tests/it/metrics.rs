@@ -21,7 +21,7 @@ struct Served {
     base: String,
     http: reqwest::Client,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Served {
@@ -72,7 +72,6 @@ impl Served {
         tokio::time::timeout(StdDuration::from_secs(5), self.task)
             .await
             .expect("server stops on cancel")
-            .unwrap()
             .unwrap();
     }
 }

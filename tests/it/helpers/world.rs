@@ -19,6 +19,7 @@ use masv_key_rotator::vault::{StoredSecret, VaultAuth, VaultStore};
 use secrecy::SecretString;
 
 use super::vault::TestVault;
+use super::write_private;
 
 pub const TEAM: &str = "01FB4S68W7RAW4M89801H1C4CR";
 pub const EMAIL: &str = "rotator@studio.example";
@@ -124,12 +125,8 @@ impl World {
         let dir = self._dir.path();
         let pw = dir.join("masv-password");
         let token = dir.join("vault-token");
-        std::fs::write(&pw, format!("{password}\n")).unwrap();
-        std::fs::write(&token, format!("{vault_token}\n")).unwrap();
-        for secret in [&pw, &token] {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
+        write_private(&pw, &format!("{password}\n"));
+        write_private(&token, &format!("{vault_token}\n"));
         let patterns: Vec<String> = self.patterns.iter().map(|p| format!("{p:?}")).collect();
         let text = format!(
             r#"[masv]
@@ -140,7 +137,7 @@ timeout = "5s"
 
 [vault]
 address = "{vault_address}"
-token_file = "{token}"
+{insecure}token_file = "{token}"
 mount = "{mount}"
 path_prefix = "{prefix}"
 
@@ -163,9 +160,15 @@ level = "info"
             prefix = self.vault.prefix,
             db = self.db_path.display(),
             patterns = patterns.join(", "),
+            // Only a VAULT_ADDR given from outside can be plain http off loopback.
+            insecure = if masv_key_rotator::plain_http::is_insecure(vault_address) {
+                "allow_insecure_http = true\n"
+            } else {
+                ""
+            },
         );
         let path = dir.join("config.toml");
-        std::fs::write(&path, text).unwrap();
+        write_private(&path, &text);
         path
     }
 
