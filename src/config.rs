@@ -556,11 +556,11 @@ impl Config {
         let mut seen = HashSet::new();
         for (i, team) in self.teams.iter().enumerate() {
             let at = format!("team[{i}]");
-            if !is_safe_id(&team.id) {
+            if !crate::masv::ids::is_masv_id(&team.id) {
                 return err(
                     &format!("{at}.id"),
                     format!(
-                        "{:?} is not a MASV team id (letters and digits only)",
+                        "{:?} is not a MASV team id (a 26-character ULID, e.g. 01FB4S68W7RAW4M89801H1C4CR)",
                         team.id
                     ),
                 );
@@ -899,11 +899,6 @@ fn check_path_segment(file: &Path, field: &str, value: &str) -> Result<(), Confi
             format!("{value:?} must be a relative path without empty, '.' or '..' parts"),
         ))
     }
-}
-
-/// MASV ids are ULIDs; we accept any ASCII alphanumeric id so they are safe in Vault paths.
-fn is_safe_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// The dotted key on the line holding `offset` (`table.key`), from the raw text.

@@ -13,8 +13,9 @@
 //! that failed.
 //!
 //! No secret ever leaves here: a payload is built only from ids, names, the event
-//! kind, a time and an error detail (engine errors never carry secrets; the
-//! detail is also cut to [`MAX_DETAIL`] characters). The webhook URL itself often
+//! kind, a time and an error detail (errors are cleaned of secrets where they
+//! are made; the detail is cleaned once more of every secret the daemon holds,
+//! then cut to [`MAX_DETAIL`] characters). The webhook URL itself often
 //! holds a token, so it is never logged, put in an error or shown by `Debug`.
 
 use std::collections::HashMap;
@@ -140,7 +141,7 @@ pub fn events_for(report: &SweepReport) -> Vec<Event> {
             team_id: lineage.team_id.clone(),
             lineage: lineage.name.clone(),
             key_id: key_id.map(str::to_string),
-            detail: cut(detail),
+            detail: cut(&crate::redact::scrub(detail)),
             at,
         };
     let mut events = Vec::new();

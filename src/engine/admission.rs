@@ -24,7 +24,8 @@ pub struct Unmanageable {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnmanageableReason {
-    /// Empty, `.` or `..`, or holds `/` or a control character.
+    /// Empty, `.` or `..`, or holds `/`, a control character, a bidi
+    /// control or a line separator (Vault refuses those, and they disguise text).
     NameNotAPathSegment,
     NameTooLong,
     DescriptionTooLong,
@@ -34,7 +35,7 @@ impl UnmanageableReason {
     pub fn describe(self) -> String {
         match self {
             Self::NameNotAPathSegment => {
-                "its name cannot be a Vault path segment (empty, '.', '..', '/' or a control character)"
+                "its name cannot be a Vault path segment (empty, '.', '..', '/', a control, bidi or line-separator character)"
                     .into()
             }
             Self::NameTooLong => format!("its name is longer than {NAME_MAX_BYTES} bytes"),
@@ -51,7 +52,7 @@ pub fn name_problem(name: &str) -> Option<UnmanageableReason> {
         || name == "."
         || name == ".."
         || name.contains('/')
-        || name.chars().any(char::is_control)
+        || name.chars().any(unfit_char)
     {
         Some(UnmanageableReason::NameNotAPathSegment)
     } else if name.len() > NAME_MAX_BYTES {
@@ -59,6 +60,15 @@ pub fn name_problem(name: &str) -> Option<UnmanageableReason> {
     } else {
         None
     }
+}
+
+/// Control characters (C0, DEL, C1), bidi controls and line separators.
+fn unfit_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// Why the engine cannot manage `key`, if it cannot.

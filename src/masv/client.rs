@@ -717,9 +717,7 @@ impl MasvClient {
         let (_, body, _) = self
             .user_call(call.clone(), Method::GET, url, None, LIST_BODY_LIMIT)
             .await?;
-        let keys: Vec<ApiKey> = Self::parse(&call, &body)?;
-        check_key_ids(&call, &keys)?;
-        Ok(keys)
+        decode_key_list(&call, &body)
     }
 
     /// `POST /teams/{team_id}/api_keys`: never retried once it may have reached MASV.
@@ -836,6 +834,14 @@ impl MasvClient {
             }),
         }
     }
+}
+
+/// A key list as `list_keys` takes it: every key decoded and its id a MASV id,
+/// or the whole list refused.
+pub fn decode_key_list(call: &str, body: &[u8]) -> Result<Vec<ApiKey>, MasvError> {
+    let keys: Vec<ApiKey> = MasvClient::parse(call, body)?;
+    check_key_ids(call, &keys)?;
+    Ok(keys)
 }
 
 /// Decodes a response that carries a secret (a user token, a new key's value),

@@ -7,7 +7,7 @@ pub mod retry;
 pub mod time;
 pub mod types;
 
-pub use client::{ClientStats, LoginInfo, MasvClient, MasvSettings, RetryPolicy};
+pub use client::{decode_key_list, ClientStats, LoginInfo, MasvClient, MasvSettings, RetryPolicy};
 pub use error::MasvError;
 pub use types::{
     ApiKey, AuthResponse, CreatedApiKey, KeyAction, KeyState, NewApiKey, UpdateApiKey,

@@ -214,8 +214,12 @@ pub(crate) struct ChainHead {
 pub(crate) async fn append_on(
     conn: &mut SqliteConnection,
     head: &mut Option<ChainHead>,
-    entry: NewAuditEntry,
+    mut entry: NewAuditEntry,
 ) -> Result<AuditRow, StoreError> {
+    // Rows are permanent: a secret echoed into an error must not become one.
+    if !entry.detail.is_empty() {
+        entry.detail = crate::redact::scrub(&entry.detail);
+    }
     let (id, prev_hash) = match head.take() {
         Some(h) => (h.next_id, h.prev_hash),
         None => {

@@ -49,6 +49,18 @@ fn replaced(status: u16, body: Bytes, chunked: bool) -> FaultKind {
     }
 }
 
+/// A create whose answer could not be taken may have happened: outcome unknown.
+async fn assert_create_outcome_unknown(c: &MasvClient, name: &str) {
+    let new = masv_key_rotator::masv::NewApiKey {
+        name: name.into(),
+        description: String::new(),
+        expiry: None,
+        state: KeyAction::Active,
+    };
+    let err = c.create_key(TEAM, &new).await.unwrap_err();
+    assert!(matches!(err, MasvError::OutcomeUnknown { .. }), "{err}");
+}
+
 fn args(config: &std::path::Path, rest: &[&str]) -> Vec<String> {
     let mut a = vec!["--config".to_string(), config.display().to_string()];
     a.extend(rest.iter().map(|s| s.to_string()));
@@ -218,14 +230,7 @@ async fn oversized_answers_are_refused_while_streaming() {
             .on(Method::POST)
             .path("/api_keys"),
     );
-    let new = masv_key_rotator::masv::NewApiKey {
-        name: "ci-b".into(),
-        description: String::new(),
-        expiry: None,
-        state: KeyAction::Active,
-    };
-    let err = c.create_key(TEAM, &new).await.unwrap_err();
-    assert!(matches!(err, MasvError::OutcomeUnknown { .. }), "{err}");
+    assert_create_outcome_unknown(&c, "ci-b").await;
 }
 
 #[tokio::test]
@@ -316,14 +321,7 @@ async fn a_call_ends_within_its_deadline_whatever_the_server_asks() {
             .on(Method::POST)
             .path("/api_keys"),
     );
-    let new = masv_key_rotator::masv::NewApiKey {
-        name: "ci-slow".into(),
-        description: String::new(),
-        expiry: None,
-        state: KeyAction::Active,
-    };
-    let err = c.create_key(TEAM, &new).await.unwrap_err();
-    assert!(matches!(err, MasvError::OutcomeUnknown { .. }), "{err}");
+    assert_create_outcome_unknown(&c, "ci-slow").await;
 }
 
 #[tokio::test]
@@ -589,4 +587,19 @@ async fn the_approle_secret_id_is_read_again_at_each_login() {
         .check_write_capability()
         .await
         .expect("logged in again with the replaced secret id");
+}
+
+#[tokio::test]
+async fn rotate_refuses_a_name_it_could_not_manage() {
+    let mut w = World::new().await;
+    w.patterns = vec!["*".into()];
+    let config = w.write_config("");
+    for name in ["team/ci", "ci-\u{1b}[31m", ".."] {
+        let out = run(args(&config, &["rotate", "--team", TEAM, "--name", name])).await;
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let shown = text(&out);
+        assert!(shown.contains("cannot manage"), "{shown}");
+        assert!(!shown.contains('\u{1b}'), "{shown:?}");
+    }
+    assert!(w.sim.requests().is_empty(), "nothing was sent to MASV");
 }
