@@ -33,11 +33,15 @@ use tokio::time::Instant;
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::{Mutex, Semaphore};
 use tracing::debug;
 
+use super::answers::{
+    check_key_ids, checked_id, decode_key_list, decode_wiping, describe, excerpt, parse,
+    read_limited, shown,
+};
+pub use super::answers::{BODY_LIMIT, LIST_BODY_LIMIT};
 use super::error::MasvError;
 use super::ids::is_masv_id;
 use super::retry::parse_retry_after;
@@ -47,13 +51,6 @@ use super::types::{
 };
 use crate::config::MasvConfig;
 use crate::redact;
-
-/// The most a key list may weigh (some thousands of keys).
-pub const LIST_BODY_LIMIT: usize = 8 * 1024 * 1024;
-/// The most any other answer may weigh, error answers included.
-pub const BODY_LIMIT: usize = 64 * 1024;
-/// The longest quote of an error answer in an error message.
-const EXCERPT_CHARS: usize = 200;
 
 /// Everything the client needs.
 #[derive(Debug, Clone)]
@@ -126,6 +123,16 @@ enum Auth<'a> {
     None,
 }
 
+/// A call that is safe to repeat, as `idempotent_call` sends it.
+struct Request<'a> {
+    /// What the call does, for errors and logs.
+    call: &'a str,
+    method: &'a Method,
+    url: &'a reqwest::Url,
+    auth: Auth<'a>,
+    body: Option<&'a serde_json::Value>,
+}
+
 /// One HTTP exchange's result, before interpretation.
 enum Exchange {
     Response {
@@ -143,86 +150,6 @@ enum Exchange {
         status: StatusCode,
         limit: usize,
     },
-}
-
-/// A cleaned quote of an error answer: its `message` field, or the text.
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let message = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| {
-            v.get("message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| text.into_owned());
-    redact::excerpt(&message, EXCERPT_CHARS)
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    redact::excerpt(&out, 2 * EXCERPT_CHARS)
-}
-
-/// Reads a body in chunks, refusing it once it passes `limit` (a declared
-/// length past it is refused before reading anything).
-async fn read_limited(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Option<Bytes>, reqwest::Error> {
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Ok(None);
-    }
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > limit {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body.freeze()))
-}
-
-/// An id as an error message shows it: plain when it is a MASV id, else quoted
-/// and escaped (it came from outside and may hold anything).
-fn shown(id: &str) -> String {
-    if is_masv_id(id) {
-        id.to_string()
-    } else {
-        redact::excerpt(&format!("{id:?}"), 40)
-    }
-}
-
-/// `id` as a path segment, if it has the shape of a MASV id.
-fn checked_id<'a>(call: &str, what: &str, id: &'a str) -> Result<&'a str, MasvError> {
-    if is_masv_id(id) {
-        Ok(id)
-    } else {
-        Err(MasvError::Malformed {
-            call: call.to_string(),
-            reason: format!(
-                "{what} {} is not a MASV id (26-character ULID); not sent",
-                shown(id)
-            ),
-        })
-    }
-}
-
-/// Refuses a response naming a key whose id is not a MASV id.
-fn check_key_ids<'k>(
-    call: &str,
-    keys: impl IntoIterator<Item = &'k ApiKey>,
-) -> Result<(), MasvError> {
-    for key in keys {
-        checked_id(call, "the response's key id", &key.id)?;
-    }
-    Ok(())
 }
 
 /// How long an idle connection to MASV stays open (daemon::SETTLE_AFTER_SWEEP
@@ -391,11 +318,13 @@ impl MasvClient {
         });
         let (status, body) = self
             .idempotent_call(
-                &call,
-                &Method::POST,
-                &self.url(&["auth"]),
-                &Auth::None,
-                Some(&body),
+                &Request {
+                    call: &call,
+                    method: &Method::POST,
+                    url: &self.url(&["auth"]),
+                    auth: Auth::None,
+                    body: Some(&body),
+                },
                 Some(&self.inner.logins),
                 deadline,
             )
@@ -430,17 +359,19 @@ impl MasvClient {
     /// the retry policy and before `deadline`. Returns the first other answer,
     /// success or not, for the caller to interpret. `attempts` counts every
     /// attempt, if given. Bodies of 5xx and 429 answers are never quoted.
-    #[allow(clippy::too_many_arguments)]
     async fn idempotent_call(
         &self,
-        call: &str,
-        method: &Method,
-        url: &reqwest::Url,
-        auth: &Auth<'_>,
-        body: Option<&serde_json::Value>,
+        request: &Request<'_>,
         attempts: Option<&AtomicU64>,
         deadline: Instant,
     ) -> Result<(StatusCode, Bytes), MasvError> {
+        let Request {
+            call,
+            method,
+            url,
+            ref auth,
+            body,
+        } = *request;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -684,13 +615,6 @@ impl MasvClient {
         }
     }
 
-    fn parse<T: DeserializeOwned>(call: &str, body: &[u8]) -> Result<T, MasvError> {
-        serde_json::from_slice(body).map_err(|e| MasvError::Malformed {
-            call: call.to_string(),
-            reason: redact::excerpt(&e.to_string(), EXCERPT_CHARS),
-        })
-    }
-
     /// Logs in now (a fresh token), returning who we are.
     #[tracing::instrument(skip_all)]
     pub async fn login(&self) -> Result<LoginInfo, MasvError> {
@@ -777,7 +701,7 @@ impl MasvClient {
                 BODY_LIMIT,
             )
             .await?;
-        let key: ApiKey = Self::parse(&call, &bytes)?;
+        let key: ApiKey = parse(&call, &bytes)?;
         check_key_ids(&call, [&key])?;
         Ok(key)
     }
@@ -817,8 +741,14 @@ impl MasvClient {
         redact::remember_key(api_key);
         let url = self.url(&["teams", team, "packages"]);
         let deadline = Instant::now() + self.inner.retry.deadline;
-        let auth = Auth::ApiKey(api_key);
-        let attempt = self.idempotent_call(&call, &Method::GET, &url, &auth, None, None, deadline);
+        let request = Request {
+            call: &call,
+            method: &Method::GET,
+            url: &url,
+            auth: Auth::ApiKey(api_key),
+            body: None,
+        };
+        let attempt = self.idempotent_call(&request, None, deadline);
         let (status, _body) = tokio::time::timeout_at(deadline, attempt)
             .await
             .unwrap_or_else(|_| Err(MasvError::Timeout { call: call.clone() }))?;
@@ -834,30 +764,4 @@ impl MasvClient {
             }),
         }
     }
-}
-
-/// A key list as `list_keys` takes it: every key decoded and its id a MASV id,
-/// or the whole list refused.
-pub fn decode_key_list(call: &str, body: &[u8]) -> Result<Vec<ApiKey>, MasvError> {
-    let keys: Vec<ApiKey> = MasvClient::parse(call, body)?;
-    check_key_ids(call, &keys)?;
-    Ok(keys)
-}
-
-/// Decodes a response that carries a secret (a user token, a new key's value),
-/// then overwrites the raw body so the secret lives on only in its `SecretString`.
-/// A failure says where, never what: serde's message can quote a value.
-fn decode_wiping<T: serde::de::DeserializeOwned>(body: bytes::Bytes) -> Result<T, String> {
-    // Without a copy when this is the only handle on the buffer.
-    let mut raw = Vec::from(body);
-    let decoded = serde_json::from_slice(&raw).map_err(|e| {
-        format!(
-            "{:?} error at line {} column {}",
-            e.classify(),
-            e.line(),
-            e.column()
-        )
-    });
-    zeroize::Zeroize::zeroize(&mut raw);
-    decoded
 }

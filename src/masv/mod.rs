@@ -1,5 +1,6 @@
 //! Everything that speaks MASV: wire types, timestamps, the HTTP client.
 
+mod answers;
 pub mod client;
 pub mod error;
 pub mod ids;
@@ -7,7 +8,8 @@ pub mod retry;
 pub mod time;
 pub mod types;
 
-pub use client::{decode_key_list, ClientStats, LoginInfo, MasvClient, MasvSettings, RetryPolicy};
+pub use answers::decode_key_list;
+pub use client::{ClientStats, LoginInfo, MasvClient, MasvSettings, RetryPolicy};
 pub use error::MasvError;
 pub use types::{
     ApiKey, AuthResponse, CreatedApiKey, KeyAction, KeyState, NewApiKey, UpdateApiKey,
