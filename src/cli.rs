@@ -1,4 +1,4 @@
-//! The command line (SPEC §3), declared with clap's derive API.
+//! The command line (docs/design.md, section 2), declared with clap's derive API.
 
 use std::path::PathBuf;
 

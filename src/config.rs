@@ -1,4 +1,4 @@
-//! The configuration file (SPEC §4): parsed, then validated, in one place.
+//! The configuration file (docs/design.md, section 3): parsed, then validated, in one place.
 //!
 //! Parsing is strict (`deny_unknown_fields`) because a misspelt policy field that
 //! silently fell back to its default could keep a leaked key alive for months.
@@ -224,7 +224,7 @@ impl Default for ScheduleConfig {
     }
 }
 
-/// The rotation policy (SPEC §2). `[policy]` sets the defaults, `[team.policy]`
+/// The rotation policy (docs/design.md, section 4). `[policy]` sets the defaults, `[team.policy]`
 /// overrides single fields for one team.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

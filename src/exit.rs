@@ -1,4 +1,4 @@
-//! Process exit codes (SPEC §3). Scripts and systemd units branch on these, so
+//! Process exit codes (docs/design.md, section 2). Scripts and systemd units branch on these, so
 //! they are part of the product's contract and live in one place.
 
 use std::process::ExitCode;
@@ -14,8 +14,8 @@ pub enum Exit {
     Usage,
     /// MASV or Vault could not be reached.
     Unreachable,
-    /// Another instance holds the state database's lock (not in SPEC §3's list:
-    /// its own code so scripts can tell "already running" from a failure).
+    /// Another instance holds the state database's lock: a code of its own so
+    /// scripts can tell "already running" from a failure.
     Locked,
 }
 

@@ -14,7 +14,7 @@
 //! ```
 //!
 //! New keys are created *inactive* so that a key whose secret never reached Vault
-//! can be deleted without ever deleting an active key (invariant 2), and no key is
+//! can be deleted without ever deleting an active key (invariant 2 in docs/design.md), and no key is
 //! deactivated unless a newer active key of its lineage is stored and verified
 //! (invariant 1, re-checked here right before the call).
 

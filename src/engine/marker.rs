@@ -3,7 +3,7 @@
 //! The create call is the one MASV call whose outcome can be unknown (the key may
 //! exist although the response was lost). Its description names the rotation that
 //! created it, so a later sweep can find such a key in the team's list and clean
-//! it up: invariant 3, no orphans.
+//! it up: invariant 3 (docs/design.md), no orphans.
 
 /// The prefix every daemon-created key's description starts with.
 pub const PREFIX: &str = "managed by masv-key-rotator; rotation ";

@@ -3,7 +3,7 @@
 //! Input is one [`LineageSnapshot`] (the lineage's keys from the team's list call,
 //! the Vault view, the engine's records, the policy and `now`); output is a
 //! [`LineagePlan`]: the actions to take and, for every key, what happens next and
-//! when. No I/O happens here, so every rule of SPEC §2 and the safety guards of
+//! when. No I/O happens here, so every rule of the policy (docs/design.md, section 4) and the safety guards of
 //! invariants 1 and 2 are tested as a table and as properties, without a network.
 //!
 //! The executor re-checks the guards right before each call (defence in depth),
@@ -29,7 +29,7 @@ pub struct LineageSnapshot<'a> {
     pub keys: Vec<&'a ApiKey>,
     /// What Vault holds for the lineage (None: no secret yet).
     pub vault: Option<VaultView>,
-    /// The lineage's unfinished rotation, if any (at most one: invariant 4).
+    /// The lineage's unfinished rotation, if any (at most one: invariant 4, docs/design.md).
     pub open_rotation: Option<RotationRecord>,
     /// Rotations of this lineage that rolled back (their marked keys are orphans).
     pub rolled_back: HashSet<String>,

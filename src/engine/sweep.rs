@@ -104,7 +104,7 @@ impl SweepReport {
             .flat_map(|p| p.notes.iter().map(move |n| (&p.lineage, n)))
     }
 
-    /// The process exit code this sweep deserves (SPEC §3).
+    /// The process exit code this sweep deserves (docs/design.md, section 2).
     pub fn exit(&self) -> Exit {
         if self.unreachable {
             Exit::Unreachable

@@ -1,4 +1,4 @@
-//! The audit log: append-only, hash-chained rows (SPEC §6).
+//! The audit log: append-only, hash-chained rows (docs/design.md, section 6).
 //!
 //! Each row's `hash` is `sha256_hex(prev_hash + "\n" + canonical)` where
 //! `canonical` is the JSON array

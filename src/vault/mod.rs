@@ -1,7 +1,7 @@
 //! The Vault adapter (vaultrs; works with OpenBao too).
 //!
 //! A lineage's secret lives in KV v2 at `<mount>/data/<path_prefix>/<team_id>/<name>`
-//! (SPEC §5). Every write is a check-and-set against the version the daemon last
+//! (docs/design.md, section 5). Every write is a check-and-set against the version the daemon last
 //! saw and is read back and compared field by field before anyone relies on it;
 //! earlier versions stay in the KV history. The secret's custom metadata says
 //! `managed_by = masv-key-rotator`.
@@ -111,7 +111,7 @@ impl VaultSettings {
     }
 }
 
-/// A lineage's secret as stored in Vault (SPEC §5).
+/// A lineage's secret as stored in Vault (docs/design.md, section 5).
 #[derive(Clone)]
 pub struct LineageSecret {
     pub api_key: SecretString,
