@@ -135,6 +135,8 @@ async fn an_echoing_masv_and_vault_leak_no_secret_at_any_call() {
     outputs += &once("create echoed").await;
     proxy.inject(Method::POST, "/data/", VaultFault::Echo(400), 1);
     outputs += &once("vault write echoed").await;
+    echo(Method::PUT, "/active", 400);
+    outputs += &once("activate echoed").await;
     echo(Method::GET, "/packages", 400);
     outputs += &once("key check echoed").await;
     outputs += &once("rotation").await;
@@ -164,6 +166,7 @@ async fn an_echoing_masv_and_vault_leak_no_secret_at_any_call() {
         ("POST", "/auth"),
         ("GET", "/api_keys"),
         ("POST", "/api_keys"),
+        ("PUT", "/active"),
         ("GET", "/packages"),
         ("PUT", "/inactive"),
         ("DELETE", "/api_keys/"),
