@@ -348,6 +348,9 @@ pub struct TeamConfig {
     /// Glob patterns over key names; a key whose name matches none is never touched.
     pub keys: Vec<String>,
     pub policy: Option<PolicyOverride>,
+    /// `keys` compiled, once, when the config is parsed.
+    #[serde(skip)]
+    matcher: GlobSet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -465,6 +468,11 @@ impl Config {
         })?;
         config.source = path.to_path_buf();
         config.validate()?;
+        for (i, team) in config.teams.iter_mut().enumerate() {
+            team.matcher = compile_patterns(&team.keys).map_err(|e| {
+                ConfigError::invalid(path, format!("team[{i}].keys"), e.to_string())
+            })?;
+        }
         Ok(config)
     }
 
@@ -623,16 +631,19 @@ impl Config {
 }
 
 impl TeamConfig {
-    /// The compiled name patterns. Validation has already checked each glob.
-    pub fn matcher(&self) -> GlobSet {
-        let mut builder = GlobSetBuilder::new();
-        for pattern in &self.keys {
-            if let Ok(glob) = Glob::new(pattern) {
-                builder.add(glob);
-            }
-        }
-        builder.build().unwrap_or_else(|_| GlobSet::empty())
+    /// The compiled name patterns.
+    pub fn matcher(&self) -> &GlobSet {
+        &self.matcher
     }
+}
+
+/// The name patterns as one set; an error names the pattern that cannot compile.
+fn compile_patterns(patterns: &[String]) -> Result<GlobSet, globset::Error> {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        builder.add(Glob::new(pattern)?);
+    }
+    builder.build()
 }
 
 /// Parses a seconds-first cron expression the way tokio-cron-scheduler does.

@@ -43,7 +43,7 @@ impl ManagedTeam {
             .iter()
             .map(|t| ManagedTeam {
                 id: t.id.clone(),
-                matcher: t.matcher(),
+                matcher: t.matcher().clone(),
                 policy: config.policy_for(t),
             })
             .collect()
