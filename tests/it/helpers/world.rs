@@ -279,6 +279,34 @@ level = "info"
         self.store.audit(&AuditFilter::default()).await.unwrap()
     }
 
+    /// What is known of a key, for a failed check: the requests naming it, its
+    /// description (the rotation marker) and the rotations that name it or its marker.
+    async fn trail_of(&self, key_id: &str) -> String {
+        let requests: Vec<String> = self
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains(key_id))
+            .map(|r| format!("{} {} {} at {}", r.method, r.path, r.status, r.at))
+            .collect();
+        let description = self
+            .sim
+            .keys(TEAM)
+            .into_iter()
+            .find(|k| k.id == key_id)
+            .map(|k| k.description)
+            .unwrap_or_else(|| "(no longer listed)".into());
+        let rotations: Vec<(String, Option<String>, String, String)> = sqlx::query_as(
+            "SELECT rotation_id, new_key_id, phase, updated_at FROM rotations WHERE new_key_id = ?1 OR instr(?2, rotation_id) > 0",
+        )
+        .bind(key_id)
+        .bind(&description)
+        .fetch_all(self.store.pool())
+        .await
+        .unwrap_or_default();
+        format!("requests naming it: {requests:#?}\ndescription: {description:?}\nrotations: {rotations:#?}")
+    }
+
     /// The six invariants, checked from the outside.
     pub async fn assert_invariants(&self) {
         self.check(true).await
@@ -456,12 +484,14 @@ level = "info"
         {
             let id = m.path.rsplit('/').find(|p| p.len() == 26 && *p != TEAM);
             if let Some(id) = id {
-                assert!(
-                    audited.contains(id),
-                    "mutation {} {} has no audit row",
-                    m.method,
-                    m.path
-                );
+                if !audited.contains(id) {
+                    panic!(
+                        "mutation {} {} has no audit row\n{}",
+                        m.method,
+                        m.path,
+                        self.trail_of(id).await
+                    );
+                }
             }
         }
         self.store.integrity_check().await.unwrap();
