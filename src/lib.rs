@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bounded_body;
 pub mod cli;
 pub mod clock;
 pub mod commands;

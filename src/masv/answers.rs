@@ -1,10 +1,9 @@
-//! What comes back from MASV, and how it is taken: bodies read up to a limit,
+//! What comes back from MASV, and how it is taken: the body limits,
 //! ids checked before they go anywhere near a URL, quotes of error answers
 //! cleaned of secrets and control characters, secret-bearing answers wiped
 //! once decoded. The client's calls use these; nothing here talks to the
 //! network.
 
-use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::error::MasvError;
@@ -42,25 +41,6 @@ pub(super) fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     redact::excerpt(&out, 2 * EXCERPT_CHARS)
-}
-
-/// Reads a body in chunks, refusing it once it passes `limit` (a declared
-/// length past it is refused before reading anything).
-pub(super) async fn read_limited(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Option<Bytes>, reqwest::Error> {
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Ok(None);
-    }
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > limit {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body.freeze()))
 }
 
 /// An id as an error message shows it: plain when it is a MASV id, else quoted

@@ -38,8 +38,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tracing::debug;
 
 use super::answers::{
-    check_key_ids, checked_id, decode_key_list, decode_wiping, describe, excerpt, parse,
-    read_limited, shown,
+    check_key_ids, checked_id, decode_key_list, decode_wiping, describe, excerpt, parse, shown,
 };
 pub use super::answers::{BODY_LIMIT, LIST_BODY_LIMIT};
 use super::error::MasvError;
@@ -49,6 +48,7 @@ pub use super::retry::RetryPolicy;
 use super::types::{
     ApiKey, AuthResponse, CreatedApiKey, KeyAction, NewApiKey, UpdateApiKey, SECRET_MAX_BYTES,
 };
+use crate::bounded_body::read_limited;
 use crate::config::MasvConfig;
 use crate::redact;
 

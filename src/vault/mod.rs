@@ -39,8 +39,10 @@ use vaultrs::error::ClientError;
 use zeroize::Zeroize;
 
 pub use error::VaultError;
+use transport::Transport;
 pub use transport::VAULT_BODY_LIMIT;
-use transport::{read_limited, Transport};
+
+use crate::bounded_body::read_limited;
 
 use crate::config::{SecretSource, VaultConfig, VaultCredentials};
 use crate::redact;

@@ -11,6 +11,8 @@ use vaultrs::api::EndpointMiddleware;
 use vaultrs::api::EndpointResult;
 use vaultrs::error::ClientError;
 
+use crate::bounded_body::read_limited;
+
 /// The most any Vault answer may weigh (a secret, its metadata, a login).
 pub const VAULT_BODY_LIMIT: usize = 256 * 1024;
 
@@ -81,24 +83,6 @@ impl Transport {
     }
 }
 
-/// Reads a body in chunks; `None` once it passes `limit`.
-pub async fn read_limited(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Ok(None);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > limit {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
-}
-
 /// An error answer as vaultrs reports it: Vault's `errors` list when there is one.
 fn api_error(e: HttpError) -> ClientError {
     if let HttpError::ServerResponseError {
@@ -153,7 +137,7 @@ impl rustify::client::Client for Transport {
                 ),
             })?;
         answer
-            .body(body)
+            .body(body.to_vec())
             .map_err(|e| HttpError::ResponseError { source: e.into() })
     }
 }
