@@ -22,8 +22,9 @@
 
 use std::fmt::{self, Display, Write};
 
-/// Whether `c` must not reach a terminal or a line-oriented output as it is.
-fn needs_escape(c: char) -> bool {
+/// Whether `c` must not reach a terminal or a line-oriented output as it is
+/// (also what makes a key name unmanageable: `engine::admission`).
+pub fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,

@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 
+use crate::escape::needs_escape;
 use crate::masv::types::{DESCRIPTION_MAX_BYTES, NAME_MAX_BYTES};
 use crate::masv::ApiKey;
 
@@ -52,7 +53,7 @@ pub fn name_problem(name: &str) -> Option<UnmanageableReason> {
         || name == "."
         || name == ".."
         || name.contains('/')
-        || name.chars().any(unfit_char)
+        || name.chars().any(needs_escape)
     {
         Some(UnmanageableReason::NameNotAPathSegment)
     } else if name.len() > NAME_MAX_BYTES {
@@ -60,15 +61,6 @@ pub fn name_problem(name: &str) -> Option<UnmanageableReason> {
     } else {
         None
     }
-}
-
-/// Control characters (C0, DEL, C1), bidi controls and line separators.
-fn unfit_char(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-        )
 }
 
 /// Why the engine cannot manage `key`, if it cannot.
