@@ -2,7 +2,8 @@
 //!
 //! * [`admission`] — which listed keys can be managed at all (names are untrusted);
 //! * [`planner`] — a pure function from what the daemon sees to what is due;
-//! * [`executor`] — the rotation and retirement state machines, intent first;
+//! * [`executor`] — carries out a lineage's actions: [`rotation`], [`resume`] and
+//!   [`retirement`], each a flat sequence of steps through one runner ([`step`]);
 //! * [`sweep`] — one pass over every team: list once, plan, execute concurrently;
 //! * [`records`] — the state tables the executor writes (with their audit rows);
 //! * [`ports`] — the narrow traits over MASV and Vault the engine depends on;
@@ -16,6 +17,10 @@ pub mod model;
 pub mod planner;
 pub mod ports;
 pub mod records;
+mod resume;
+mod retirement;
+mod rotation;
+mod step;
 pub mod sweep;
 
 pub use failpoints::{Boundary, Failpoints};

@@ -9,6 +9,8 @@
 //! The executor re-checks the guards right before each call (defence in depth),
 //! but a plan that would break an invariant is a bug here first.
 
+pub mod recovery;
+
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};

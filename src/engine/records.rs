@@ -136,6 +136,43 @@ pub enum Change {
     },
 }
 
+impl Change {
+    fn rotation(
+        rotation_id: &str,
+        phase: RotationPhase,
+        new_key_id: Option<&str>,
+        error: Option<String>,
+    ) -> Change {
+        Change::Rotation {
+            rotation_id: rotation_id.to_string(),
+            phase,
+            new_key_id: new_key_id.map(str::to_string),
+            vault_version: None,
+            stored_at: None,
+            error,
+        }
+    }
+
+    /// Move a rotation to `phase`, learning nothing else.
+    pub fn phase(rotation_id: &str, phase: RotationPhase) -> Change {
+        Self::rotation(rotation_id, phase, None, None)
+    }
+
+    /// Move a rotation to `phase` and keep the error that sent it there.
+    pub fn phase_failed(
+        rotation_id: &str,
+        phase: RotationPhase,
+        error: &dyn std::fmt::Display,
+    ) -> Change {
+        Self::rotation(rotation_id, phase, None, Some(error.to_string()))
+    }
+
+    /// Move a rotation to `phase`, naming its new key.
+    pub fn phase_with_key(rotation_id: &str, phase: RotationPhase, new_key_id: &str) -> Change {
+        Self::rotation(rotation_id, phase, Some(new_key_id), None)
+    }
+}
+
 /// Everything the planner needs about one team, loaded in one go per sweep.
 #[derive(Debug, Default)]
 pub struct TeamRecords {

@@ -14,12 +14,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::admission::{self, Unmanageable};
-use super::executor::{Executor, LineageContext, Resumed, StepError};
+use super::executor::{Executor, LineageContext, StepError};
 use super::failpoints::{Crashed, Failpoints};
 use super::model::{DueReason, LineageId, VaultView};
 use super::planner::{plan_lineage, Action, LineagePlan, LineageSnapshot, Note};
 use super::ports::{KeyApi, SecretStore};
 use super::records::{Change, Records, TeamRecords};
+use super::step::StepRunner;
 use crate::clock::SharedClock;
 use crate::config::{Config, Policy};
 use crate::exit::Exit;
@@ -464,9 +465,11 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         let exec = Executor {
             keys: &self.keys,
             secrets: &self.secrets,
-            records: records_handle,
-            clock: &self.clock,
-            failpoints: &self.failpoints,
+            steps: StepRunner {
+                records: records_handle,
+                clock: &self.clock,
+                failpoints: &self.failpoints,
+            },
         };
         for action in &plan.actions {
             self.beat();
@@ -477,28 +480,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                 ));
                 break;
             }
-            let outcome = match action {
-                Action::Rotate { reason, cas, .. } => exec.rotate(&ctx, *reason, *cas).await,
-                Action::Resume { .. } => match &ctx.open_rotation {
-                    Some(rot) => match exec.resume(&ctx, rot).await {
-                        Ok(Resumed::Abandoned(reason)) => {
-                            exec.replace_abandoned(&ctx, reason).await
-                        }
-                        other => other.map(|_| ()),
-                    },
-                    None => Ok(()),
-                },
-                Action::Deactivate { key_id, reason } => {
-                    exec.deactivate(&ctx, key_id, *reason).await
-                }
-                Action::Delete { key_id } => exec.delete(&ctx, key_id, None).await,
-                Action::CleanupOrphan {
-                    key_id,
-                    rotation_id,
-                } => exec.delete(&ctx, key_id, Some(rotation_id)).await,
-                Action::Track { key_id } => exec.track(&ctx, key_id).await,
-                Action::Forget { key_id } => exec.forget(&ctx, key_id).await,
-            };
+            let outcome = exec.carry_out(&ctx, action).await;
             let (ok, detail) = match outcome {
                 Ok(()) => (true, String::new()),
                 Err(StepError::Crashed(c)) => return Err(c),

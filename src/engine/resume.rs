@@ -1,0 +1,169 @@
+//! Finishing or undoing a rotation left unfinished by a crash or a failed step.
+//!
+//! The planner's recovery rules ([`plan_recovery`]) decide what to do from the
+//! recorded phase, the listed keys and, when the phase leaves it in doubt, what
+//! Vault holds; this file only carries the steps out, in order.
+
+use tracing::{info, warn};
+
+use super::executor::{Executor, LineageContext};
+use super::model::{
+    DueReason, RetirePhase, RetirementRecord, RotationPhase, RotationRecord, VaultView,
+};
+use super::planner::recovery::{self, plan_recovery, DeadKey, RecoveryStep, VaultHolding};
+use super::ports::{KeyApi, SecretStore};
+use super::records::Change;
+use super::step::{about, StepError};
+use crate::masv::KeyState;
+use crate::store::{AuditAction, Outcome};
+
+impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
+    /// Finishes or undoes a rotation left unfinished by a crash or a failed step.
+    #[tracing::instrument(skip_all, fields(team_id = %ctx.lineage.team_id, key_name = %ctx.lineage.name, rotation_id = %rot.rotation_id, phase = %rot.phase))]
+    pub async fn resume(
+        &self,
+        ctx: &LineageContext,
+        rot: &RotationRecord,
+    ) -> Result<(), StepError> {
+        info!("resuming an unfinished rotation");
+        let vault = if recovery::needs_vault(rot) {
+            self.holding(ctx).await?
+        } else {
+            None
+        };
+        let steps = plan_recovery(rot, &ctx.keys, vault.as_ref(), self.steps.now());
+        let mut rot = rot.clone();
+        for step in steps {
+            self.recover(ctx, &mut rot, step).await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out one recovery step; `rot` follows what the steps record.
+    async fn recover(
+        &self,
+        ctx: &LineageContext,
+        rot: &mut RotationRecord,
+        step: RecoveryStep,
+    ) -> Result<(), StepError> {
+        let lineage = &ctx.lineage;
+        let rid = rot.rotation_id.clone();
+        match step {
+            RecoveryStep::RecordFound { key_id } => {
+                let audit = about(lineage, Some(&key_id), Some(&rid), AuditAction::Create);
+                let detail = "found by its marker after the create response was lost; its secret is unknown, so it is rolled back";
+                let change = Change::phase_with_key(&rid, RotationPhase::Created, &key_id);
+                self.steps
+                    .record(vec![change], Some((audit, Outcome::Ok, detail.into())))
+                    .await
+            }
+            RecoveryStep::NothingCreated => {
+                let audit = about(lineage, None, Some(&rid), AuditAction::Rollback);
+                let detail = "no key carries this rotation's marker: nothing was created";
+                let change =
+                    Change::phase_failed(&rid, RotationPhase::RolledBack, &"no key was created");
+                self.steps
+                    .record(vec![change], Some((audit, Outcome::Ok, detail.into())))
+                    .await
+            }
+            RecoveryStep::SecretMissing { key_id } => {
+                let audit = about(lineage, Some(&key_id), Some(&rid), AuditAction::Store);
+                let detail = "the new secret is not in Vault after a restart";
+                self.steps
+                    .record(vec![], Some((audit, Outcome::Failed, detail.into())))
+                    .await
+            }
+            RecoveryStep::RollBack { key_id } => self.rollback(lineage, &rid, &key_id).await,
+            RecoveryStep::RecordStored { version, stored_at } => {
+                *rot = self.record_found_stored(rot, version, stored_at).await?;
+                Ok(())
+            }
+            RecoveryStep::Abandon { key_id, why } => self.abandon(ctx, &rid, &key_id, why).await,
+            RecoveryStep::Replace { reason } => self.replace_abandoned(ctx, reason).await,
+            RecoveryStep::Activate { intent_recorded } => {
+                self.activate(ctx, rot, intent_recorded).await
+            }
+            RecoveryStep::Verify => self.verify(ctx, rot, None).await,
+        }
+    }
+
+    /// What Vault holds for the lineage now, as the recovery rules read it.
+    async fn holding(&self, ctx: &LineageContext) -> Result<Option<VaultHolding>, StepError> {
+        let lineage = &ctx.lineage;
+        let stored = self.secrets.read(&lineage.team_id, &lineage.name).await?;
+        Ok(stored.map(|s| VaultHolding {
+            key_id: s.secret.key_id,
+            version: s.version,
+            rotated_at: s.secret.rotated_at,
+        }))
+    }
+
+    /// Gives up a rotation whose stored new key can never work. Nothing in MASV or
+    /// Vault is changed: the old keys stay as they are (invariant 1), the dead key's
+    /// version stays in Vault's history, and an inactive dead key is handed to the
+    /// normal deletion path so it is not left behind (invariant 3).
+    async fn abandon(
+        &self,
+        ctx: &LineageContext,
+        rid: &str,
+        new_id: &str,
+        why: DeadKey,
+    ) -> Result<(), StepError> {
+        let lineage = &ctx.lineage;
+        let now = self.steps.now();
+        let mut changes = vec![Change::phase_failed(
+            rid,
+            RotationPhase::Abandoned,
+            &format!("the new key {}", why.as_str()),
+        )];
+        let mut disposal = "";
+        match ctx.key(new_id).map(|k| k.state) {
+            None => changes.push(Change::SnapshotRemove {
+                key_id: new_id.to_string(),
+            }),
+            Some(KeyState::Inactive) => {
+                // Created inactive by the daemon and never served: deleted after
+                // `delete_after`, like a key the daemon deactivated.
+                disposal = "; it stays inactive and is deleted after delete_after";
+                changes.push(Change::Retirement(RetirementRecord {
+                    key_id: new_id.to_string(),
+                    lineage: lineage.clone(),
+                    rotation_id: Some(rid.to_string()),
+                    replaced_at: now,
+                    phase: RetirePhase::Inactive,
+                    deactivated_at: Some(now),
+                }));
+            }
+            // An active dead key retires once its replacement is verified; a
+            // suspended one cannot be toggled and is reported.
+            Some(_) => {}
+        }
+        warn!(key_id = %new_id, reason = why.as_str(), "abandoned the rotation: its new key can never be verified");
+        let detail = format!(
+            "the new key {} before it was verified; old keys untouched{disposal}; a new rotation replaces it",
+            why.as_str()
+        );
+        let audit = about(lineage, Some(new_id), Some(rid), AuditAction::Abandon);
+        self.steps
+            .record(changes, Some((audit, Outcome::Ok, detail)))
+            .await
+    }
+
+    /// Starts the rotation that replaces an abandoned one, in the same sweep, so
+    /// Vault does not keep pointing at a dead key until the next one.
+    async fn replace_abandoned(
+        &self,
+        ctx: &LineageContext,
+        reason: DueReason,
+    ) -> Result<(), StepError> {
+        let view: Option<VaultView> = self.vault_view(&ctx.lineage).await?;
+        let cas = view.as_ref().map_or(0, |v| v.version);
+        let fresh = LineageContext {
+            vault: view,
+            vault_fresh: true,
+            open_rotation: None,
+            ..ctx.clone()
+        };
+        self.rotate(&fresh, reason, cas).await
+    }
+}

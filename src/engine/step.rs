@@ -1,0 +1,229 @@
+//! The step runner: the one place where a call to MASV or Vault becomes a
+//! recorded step.
+//!
+//! Every mutation has the same rhythm, written here once: record the intent (and
+//! wait for its commit), pass the crash point before the call, make the call,
+//! pass the crash point after it, then record the outcome together with its
+//! audit row in one transaction. A crash between any two of those leaves a
+//! record that the resume path knows how to finish or undo (docs/design.md,
+//! invariants 4 and 6). Steps that learn something without a call (a key found
+//! by its marker after a restart, a rotation given up) go through
+//! [`StepRunner::record`], so their audit rows take the same road.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use super::failpoints::{Boundary, Crashed, Failpoints};
+use super::model::LineageId;
+use super::records::{Change, Records};
+use crate::clock::SharedClock;
+use crate::masv::MasvError;
+use crate::store::{AuditAction, NewAuditEntry, Outcome, StoreError};
+use crate::vault::VaultError;
+
+/// Why a step did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Crashed(#[from] Crashed),
+    #[error("MASV: {0}")]
+    Masv(#[from] MasvError),
+    #[error("Vault: {0}")]
+    Vault(#[from] VaultError),
+    /// The intent or outcome could not be recorded: nothing further is mutated.
+    #[error("state database: {0}")]
+    Store(#[from] StoreError),
+    /// A safety check refused the step.
+    #[error("refused: {0}")]
+    Guard(String),
+}
+
+impl StepError {
+    /// Whether the failure is that MASV or Vault could not be reached.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StepError::Masv(e) => e.is_unreachable(),
+            StepError::Vault(e) => e.is_unreachable(),
+            _ => false,
+        }
+    }
+}
+
+/// What a step is about: the audit row's subject and the step's crash points.
+pub(super) struct Step<'s> {
+    pub lineage: &'s LineageId,
+    pub key_id: Option<&'s str>,
+    pub rotation_id: Option<&'s str>,
+    pub action: AuditAction,
+    /// Committed before the call. Empty when the previous step's outcome
+    /// already carried this step's intent in its own commit.
+    pub intent: Vec<Change>,
+    pub before: Option<Boundary>,
+    pub after: Option<Boundary>,
+}
+
+/// What an outcome writes: the state changes and the audit row's detail.
+pub(super) struct Recorded {
+    pub changes: Vec<Change>,
+    pub detail: String,
+    /// The key the audit row names when the call revealed it (a created key).
+    pub key_id: Option<String>,
+}
+
+impl Recorded {
+    pub fn new(changes: Vec<Change>, detail: impl Into<String>) -> Self {
+        Self {
+            changes,
+            detail: detail.into(),
+            key_id: None,
+        }
+    }
+
+    /// The audit row names `key_id` rather than the step's key.
+    pub fn naming(mut self, key_id: &str) -> Self {
+        self.key_id = Some(key_id.to_string());
+        self
+    }
+}
+
+/// Runs steps against the engine's records, clock and crash points.
+pub(super) struct StepRunner<'a> {
+    pub records: &'a Records,
+    pub clock: &'a SharedClock,
+    pub failpoints: &'a Failpoints,
+}
+
+impl StepRunner<'_> {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Intent, call, outcome. The call's own result comes back once its
+    /// outcome is on record; the outer error is a crash or an unrecordable
+    /// outcome, after which nothing further may be done.
+    pub async fn run<T, E>(
+        &self,
+        step: Step<'_>,
+        call: impl Future<Output = Result<T, E>>,
+        ok: impl FnOnce(&T) -> Recorded,
+        failed: impl FnOnce(&E) -> Recorded,
+    ) -> Result<Result<T, E>, StepError> {
+        let Step {
+            lineage,
+            key_id,
+            rotation_id,
+            action,
+            intent,
+            before,
+            after,
+        } = step;
+        if !intent.is_empty() {
+            self.records.apply(intent, vec![]).await?;
+        }
+        self.crash_point(before)?;
+        let result = call.await;
+        let (outcome, recorded) = match &result {
+            Ok(value) => {
+                self.crash_point(after)?;
+                (Outcome::Ok, ok(value))
+            }
+            Err(error) => (Outcome::Failed, failed(error)),
+        };
+        let key_id = recorded.key_id.as_deref().or(key_id);
+        let entry = self.entry(
+            lineage,
+            key_id,
+            rotation_id,
+            action,
+            outcome,
+            recorded.detail,
+        );
+        self.records.apply(recorded.changes, vec![entry]).await?;
+        Ok(result)
+    }
+
+    /// Records what was learnt without a call, with its audit row if it has one.
+    pub async fn record(
+        &self,
+        changes: Vec<Change>,
+        audit: Option<(Step<'_>, Outcome, String)>,
+    ) -> Result<(), StepError> {
+        let entries = audit
+            .map(|(s, outcome, detail)| {
+                self.entry(
+                    s.lineage,
+                    s.key_id,
+                    s.rotation_id,
+                    s.action,
+                    outcome,
+                    detail,
+                )
+            })
+            .into_iter()
+            .collect();
+        self.records.apply(changes, entries).await?;
+        Ok(())
+    }
+
+    fn crash_point(&self, at: Option<Boundary>) -> Result<(), Crashed> {
+        match at {
+            Some(b) => self.failpoints.check(b),
+            None => Ok(()),
+        }
+    }
+
+    fn entry(
+        &self,
+        lineage: &LineageId,
+        key_id: Option<&str>,
+        rotation_id: Option<&str>,
+        action: AuditAction,
+        outcome: Outcome,
+        detail: String,
+    ) -> NewAuditEntry {
+        NewAuditEntry {
+            at: self.now(),
+            team_id: Some(lineage.team_id.clone()),
+            key_id: key_id.map(str::to_string),
+            key_name: Some(lineage.name.clone()),
+            action,
+            outcome,
+            detail,
+            rotation_id: rotation_id.map(str::to_string),
+        }
+    }
+}
+
+/// A step about one key of a lineage, with no intent and no crash points yet.
+pub(super) fn about<'s>(
+    lineage: &'s LineageId,
+    key_id: Option<&'s str>,
+    rotation_id: Option<&'s str>,
+    action: AuditAction,
+) -> Step<'s> {
+    Step {
+        lineage,
+        key_id,
+        rotation_id,
+        action,
+        intent: vec![],
+        before: None,
+        after: None,
+    }
+}
+
+impl<'s> Step<'s> {
+    /// The intent committed before the call.
+    pub fn intent(mut self, changes: Vec<Change>) -> Self {
+        self.intent = changes;
+        self
+    }
+
+    /// The crash points around the call.
+    pub fn crash_points(mut self, before: Option<Boundary>, after: Option<Boundary>) -> Self {
+        self.before = before;
+        self.after = after;
+        self
+    }
+}
