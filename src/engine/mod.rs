@@ -10,6 +10,7 @@
 //! * [`model`], [`marker`], [`failpoints`] — records, the create marker, crash points.
 
 pub mod admission;
+pub mod audit;
 pub mod executor;
 pub mod failpoints;
 pub mod marker;
