@@ -13,6 +13,11 @@ use super::checks::{check_path_segment, check_url, exactly_one};
 use super::ConfigError;
 use crate::plain_http;
 
+/// How long one Vault request may take. Vault has a timeout of its own, not
+/// `masv.timeout`: a slow MASV says nothing about how long Vault needs. The
+/// config format has no field for it.
+pub const VAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn masv_base_url() -> String {
     "https://api.massive.app/v1".to_string()
 }
@@ -30,6 +35,9 @@ fn path_prefix() -> String {
 }
 fn approle_mount() -> String {
     "approle".to_string()
+}
+fn vault_timeout() -> Duration {
+    VAULT_TIMEOUT
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +73,10 @@ pub struct VaultConfig {
     /// Lets `address` be plain http to a host that is not loopback ([`crate::plain_http`]).
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// Always [`VAULT_TIMEOUT`]: not read from the file (a `timeout` under
+    /// `[vault]` is an unknown field, as before).
+    #[serde(skip_deserializing, default = "vault_timeout")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,7 +8,7 @@
 //!
 //! What comes out of [`Config::parse`] needs no second look: the schedule is a
 //! parsed [`CronSchedule`], each team holds its compiled name patterns and its
-//! final [`Policy`].
+//! final [`Policy`], and Vault has a timeout of its own ([`VAULT_TIMEOUT`]).
 //!
 //! * `error` — [`ConfigError`], and how a TOML error names its field;
 //! * `endpoints` — `[masv]` and `[vault]`;
@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use crate::engine::Policy;
-pub use endpoints::{AppRoleConfig, MasvConfig, VaultConfig};
+pub use endpoints::{AppRoleConfig, MasvConfig, VaultConfig, VAULT_TIMEOUT};
 pub use error::ConfigError;
 pub use schedule::{CronSchedule, ScheduleConfig};
 pub use secrets::{Credentials, SecretSource, VaultCredentials};

@@ -189,3 +189,23 @@ fn each_team_gets_policy_then_its_own_override() {
     assert_eq!(second.max_age, twenty_days);
     assert_eq!(second.grace_period, Policy::default().grace_period);
 }
+
+#[test]
+fn vault_keeps_its_own_timeout_whatever_masv_timeout_says() {
+    let text = MINIMAL.replace("[masv]", "[masv]\ntimeout = \"5s\"");
+    let c = parse(&text).unwrap();
+    assert_eq!(c.masv.timeout, Duration::from_secs(5));
+    assert_eq!(c.vault.timeout, VAULT_TIMEOUT);
+    assert_eq!(VAULT_TIMEOUT, Duration::from_secs(30));
+    let token = VaultCredentials::Token(secrecy::SecretString::from("t".to_string()));
+    let settings = crate::vault::VaultSettings::from_config(&c.vault, token);
+    assert_eq!(settings.timeout, VAULT_TIMEOUT);
+}
+
+#[test]
+fn vault_timeout_is_not_a_field_of_the_file() {
+    let text = MINIMAL.replace("[vault]", "[vault]\ntimeout = \"5s\"");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.field(), Some("vault.timeout"), "{e}");
+    assert!(e.to_string().contains("unknown field `timeout`"), "{e}");
+}
