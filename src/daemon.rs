@@ -18,6 +18,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::config::CronSchedule;
 use crate::engine::ports::{KeyApi, SecretStore};
 use crate::engine::{Engine, SweepMode, SweepReport};
 
@@ -85,10 +86,11 @@ pub struct LoopHooks<'a> {
     pub settle_after: Duration,
 }
 
-/// Runs sweeps on `cron` until `shutdown` is cancelled.
+/// Runs sweeps on `cron` (parsed with the config; tokio-cron-scheduler is
+/// given its text) until `shutdown` is cancelled.
 pub async fn sweep_loop<K, S>(
     engine: &Engine<K, S>,
-    cron: &str,
+    cron: &CronSchedule,
     shutdown: CancellationToken,
     hooks: LoopHooks<'_>,
 ) -> Result<LoopStats, DaemonError>
@@ -116,7 +118,7 @@ where
     let job = {
         let sweeping = sweeping.clone();
         let skipped = skipped.clone();
-        Job::new_async(cron, move |_, _| {
+        Job::new_async(cron.as_str(), move |_, _| {
             let tx = tx.clone();
             let sweeping = sweeping.clone();
             let skipped = skipped.clone();

@@ -9,10 +9,11 @@
 //! choice stays visible in the logs.
 
 use std::net::IpAddr;
+use std::path::Path;
 
 use tracing::warn;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, MasvConfig, VaultConfig};
 
 /// Whether `url` is plain http to a host other than loopback. Anything that is
 /// not an http URL with a host (https, or not a URL) is not.
@@ -41,32 +42,32 @@ struct Target<'a> {
     carries: &'static str,
 }
 
-fn targets(config: &Config) -> [Target<'_>; 2] {
+fn targets<'a>(masv: &'a MasvConfig, vault: &'a VaultConfig) -> [Target<'a>; 2] {
     [
         Target {
             table: "masv",
             field: "base_url",
-            url: &config.masv.base_url,
-            allowed: config.masv.allow_insecure_http,
+            url: &masv.base_url,
+            allowed: masv.allow_insecure_http,
             carries: "the MASV password and every new API key",
         },
         Target {
             table: "vault",
             field: "address",
-            url: &config.vault.address,
-            allowed: config.vault.allow_insecure_http,
+            url: &vault.address,
+            allowed: vault.allow_insecure_http,
             carries: "the Vault token and every key's secret",
         },
     ]
 }
 
 /// Refuses `masv.base_url` or `vault.address` if it is plain http off
-/// loopback and its section has not opted out.
-pub fn check(config: &Config) -> Result<(), ConfigError> {
-    for t in targets(config) {
+/// loopback and its section has not opted out; `file` is named in the error.
+pub fn check(file: &Path, masv: &MasvConfig, vault: &VaultConfig) -> Result<(), ConfigError> {
+    for t in targets(masv, vault) {
         if !t.allowed && is_insecure(t.url) {
             return Err(ConfigError::Invalid {
-                file: config.source.clone(),
+                file: file.to_path_buf(),
                 field: format!("{}.{}", t.table, t.field),
                 problem: format!(
                     "{:?} is plain http to a host that is not loopback: {} would cross the \
@@ -82,7 +83,7 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
 
 /// Logs a warning for each section whose opt-out lets plain http through.
 pub fn warn_opt_outs(config: &Config) {
-    for t in targets(config) {
+    for t in targets(&config.masv, &config.vault) {
         if t.allowed && is_insecure(t.url) {
             warn!(
                 url = t.url,

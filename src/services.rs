@@ -62,8 +62,7 @@ pub async fn connect(
         credentials.masv_password,
     ))
     .map_err(|e| StartError::new(Exit::Usage, format!("masv.base_url: {e}")))?;
-    let mut vault_settings = VaultSettings::from_config(&config.vault, credentials.vault);
-    vault_settings.timeout = config.masv.timeout;
+    let vault_settings = VaultSettings::from_config(&config.vault, credentials.vault);
     let vault = VaultStore::connect(vault_settings).await.map_err(|e| {
         let exit = if e.is_unreachable() {
             Exit::Unreachable

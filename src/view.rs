@@ -96,7 +96,7 @@ pub async fn build(
     let mut lineages = Vec::new();
     let mut listed_at: Option<DateTime<Utc>> = None;
     for team in &config.teams {
-        let policy = config.policy_for(team);
+        let policy = team.policy;
         let matcher = team.matcher();
         let (keys, seen) = records.snapshot(&team.id).await?;
         listed_at = match (listed_at, seen) {

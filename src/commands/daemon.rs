@@ -113,7 +113,10 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Exit 
     }
     // Optional /metrics + /healthz and webhook alerts; they live across reloads
     // (a changed [metrics] listen address or webhook URL needs a restart).
-    let interval = crate::config::cron_interval(&config.schedule.cron, chrono::Utc::now())
+    let interval = config
+        .schedule
+        .cron
+        .interval_after(chrono::Utc::now())
         .unwrap_or(Duration::from_secs(300));
     let metrics = config
         .metrics

@@ -7,6 +7,7 @@
 //! * [`sweep`] — one pass over every team: list once, plan, execute concurrently;
 //! * [`records`] — the state tables the executor writes (with their audit rows);
 //! * [`ports`] — the narrow traits over MASV and Vault the engine depends on;
+//! * [`policy`] — one team's rotation policy, as the config resolved it;
 //! * [`model`], [`marker`], [`failpoints`] — records, the create marker, crash points.
 
 pub mod admission;
@@ -16,6 +17,7 @@ pub mod failpoints;
 pub mod marker;
 pub mod model;
 pub mod planner;
+pub mod policy;
 pub mod ports;
 pub mod records;
 mod resume;
@@ -26,6 +28,7 @@ pub mod sweep;
 
 pub use failpoints::{Boundary, Failpoints};
 pub use model::LineageId;
+pub use policy::Policy;
 pub use sweep::{Engine, ManagedTeam, SweepMode, SweepReport};
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ impl ManagedTeam {
             .map(|t| ManagedTeam {
                 id: t.id.clone(),
                 matcher: t.matcher().clone(),
-                policy: config.policy_for(t),
+                policy: t.policy,
             })
             .collect()
     }

@@ -107,7 +107,7 @@ impl VaultSettings {
             path_prefix: cfg.path_prefix.clone(),
             ca_cert: cfg.ca_cert.clone(),
             namespace: cfg.namespace.clone(),
-            timeout: Duration::from_secs(30),
+            timeout: cfg.timeout,
             auth: creds.into(),
         }
     }

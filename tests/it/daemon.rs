@@ -3,6 +3,7 @@
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
+use masv_key_rotator::config::CronSchedule;
 use masv_key_rotator::daemon::{sweep_loop, LoopHooks};
 use masv_key_rotator::simulator::{Fault, FaultKind};
 use reqwest::Method;
@@ -10,6 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::bin;
 use crate::helpers::world::World;
+
+/// A schedule for [`sweep_loop`], parsed as the config parses it.
+fn cron(text: &str) -> CronSchedule {
+    CronSchedule::parse(text).unwrap()
+}
 
 #[tokio::test]
 async fn a_sweep_slower_than_its_interval_never_overlaps() {
@@ -39,7 +45,7 @@ async fn a_sweep_slower_than_its_interval_never_overlaps() {
         idle_every: StdDuration::from_secs(1),
         settle_after: StdDuration::from_secs(60),
     };
-    let stats = sweep_loop(&engine, "* * * * * *", shutdown, hooks)
+    let stats = sweep_loop(&engine, &cron("* * * * * *"), shutdown, hooks)
         .await
         .unwrap();
     stopper.await.unwrap();
@@ -87,7 +93,7 @@ async fn freed_memory_is_given_back_once_after_each_sweep() {
             s.cancel();
         })
     };
-    let stats = sweep_loop(&engine, "0 0 0 1 1 *", shutdown, hooks)
+    let stats = sweep_loop(&engine, &cron("0 0 0 1 1 *"), shutdown, hooks)
         .await
         .unwrap();
     stopper.await.unwrap();
