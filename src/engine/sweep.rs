@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use super::admission::{self, Unmanageable};
 use super::executor::{Executor, LineageContext, Resumed, StepError};
 use super::failpoints::{Crashed, Failpoints};
-use super::model::{DueReason, LineageId, VaultView};
+use super::model::{LineageId, VaultView};
 use super::planner::{plan_lineage, Action, LineagePlan, LineageSnapshot, Note};
 use super::ports::{KeyApi, SecretStore};
 use super::records::{Change, Records, TeamRecords};
@@ -424,7 +424,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             keys,
         };
         let empty = HashSet::new();
-        let mut plan = plan_lineage(&LineageSnapshot {
+        let plan = plan_lineage(&LineageSnapshot {
             lineage: lineage.clone(),
             keys: ctx.keys.iter().collect(),
             vault: ctx.vault.clone(),
@@ -439,23 +439,8 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             verified: &ctx.verified,
             policy: ctx.policy,
             now: self.clock.now(),
+            rotate_now: matches!(mode, SweepMode::RotateNow(_)),
         });
-        if let SweepMode::RotateNow(_) = mode {
-            let rotating = plan
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::Rotate { .. } | Action::Resume { .. }));
-            if !rotating {
-                plan.actions.insert(
-                    0,
-                    Action::Rotate {
-                        reason: DueReason::Manual,
-                        old_key_id: ctx.vault.as_ref().map(|v| v.key_id.clone()),
-                        cas: ctx.vault.as_ref().map_or(0, |v| v.version),
-                    },
-                );
-            }
-        }
         if mode == &SweepMode::DryRun {
             result.plan = plan;
             return Ok(result);
