@@ -17,7 +17,7 @@ use super::admission::{self, Unmanageable};
 use super::executor::{Executor, LineageContext, Resumed, StepError};
 use super::failpoints::{Crashed, Failpoints};
 use super::model::{LineageId, VaultView};
-use super::planner::{plan_lineage, Action, LineagePlan, LineageSnapshot, Note};
+use super::planner::{plan_lineage, Action, ActionKind, LineagePlan, LineageSnapshot, Note};
 use super::ports::{KeyApi, SecretStore};
 use super::records::{Change, Records, TeamRecords};
 use crate::clock::SharedClock;
@@ -65,7 +65,7 @@ pub enum SweepMode {
 #[derive(Debug, Clone, Serialize)]
 pub struct ActionOutcome {
     pub lineage: LineageId,
-    pub action: String,
+    pub action: ActionKind,
     pub key_id: Option<String>,
     pub ok: bool,
     pub detail: String,
@@ -458,7 +458,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             if self.shutdown.is_cancelled() {
                 result.errors.push(format!(
                     "{lineage}: stopped before {} (shutdown)",
-                    action_name(action)
+                    action.kind()
                 ));
                 break;
             }
@@ -488,7 +488,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                 Ok(()) => (true, String::new()),
                 Err(StepError::Crashed(c)) => return Err(c),
                 Err(e) => {
-                    warn!(error = %e, action = action_name(action), "action failed");
+                    warn!(error = %e, action = action.kind().as_str(), "action failed");
                     result.unreachable |= e.is_unreachable();
                     (false, e.to_string())
                 }
@@ -496,7 +496,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             if action.mutates() || !ok {
                 result.outcomes.push(ActionOutcome {
                     lineage: lineage.clone(),
-                    action: action_name(action).to_string(),
+                    action: action.kind(),
                     key_id: action.key_id().map(str::to_string),
                     ok,
                     detail,
@@ -508,19 +508,6 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         }
         result.plan = plan;
         Ok(result)
-    }
-}
-
-/// A short name for an action, as shown in summaries.
-pub fn action_name(action: &Action) -> &'static str {
-    match action {
-        Action::Rotate { .. } => "rotate",
-        Action::Resume { .. } => "resume",
-        Action::Deactivate { .. } => "deactivate",
-        Action::Delete { .. } => "delete",
-        Action::CleanupOrphan { .. } => "cleanup_orphan",
-        Action::Track { .. } => "track",
-        Action::Forget { .. } => "forget",
     }
 }
 

@@ -102,6 +102,19 @@ pub enum Action {
 }
 
 impl Action {
+    /// Which kind of action this is.
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Rotate { .. } => ActionKind::Rotate,
+            Action::Resume { .. } => ActionKind::Resume,
+            Action::Deactivate { .. } => ActionKind::Deactivate,
+            Action::Delete { .. } => ActionKind::Delete,
+            Action::CleanupOrphan { .. } => ActionKind::CleanupOrphan,
+            Action::Track { .. } => ActionKind::Track,
+            Action::Forget { .. } => ActionKind::Forget,
+        }
+    }
+
     /// Whether carrying this action out changes MASV or Vault.
     pub fn mutates(&self) -> bool {
         !matches!(self, Action::Track { .. } | Action::Forget { .. })
@@ -117,6 +130,46 @@ impl Action {
             | Action::Track { key_id }
             | Action::Forget { key_id } => Some(key_id),
         }
+    }
+}
+
+/// Which kind of action an [`Action`] is, without its data: what an outcome,
+/// an alert or a metric needs to say which action it is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Rotate,
+    Resume,
+    Deactivate,
+    Delete,
+    CleanupOrphan,
+    Track,
+    Forget,
+}
+
+impl ActionKind {
+    /// The short name shown in summaries, logs, alerts and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Rotate => "rotate",
+            ActionKind::Resume => "resume",
+            ActionKind::Deactivate => "deactivate",
+            ActionKind::Delete => "delete",
+            ActionKind::CleanupOrphan => "cleanup_orphan",
+            ActionKind::Track => "track",
+            ActionKind::Forget => "forget",
+        }
+    }
+
+    /// Whether it starts or finishes a rotation.
+    pub fn is_rotation(self) -> bool {
+        matches!(self, ActionKind::Rotate | ActionKind::Resume)
+    }
+}
+
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -493,6 +493,39 @@ fn manual_rotate_with_a_resume_open_only_resumes() {
     );
 }
 
+#[test]
+fn action_kinds_serialize_as_their_names() {
+    let id = || "K".to_string();
+    for action in [
+        Action::Rotate {
+            reason: DueReason::Manual,
+            old_key_id: None,
+            cas: 0,
+        },
+        Action::Resume {
+            rotation_id: id(),
+            phase: RotationPhase::Creating,
+        },
+        Action::Deactivate {
+            key_id: id(),
+            reason: DeactivateReason::MaxOverlap,
+        },
+        Action::Delete { key_id: id() },
+        Action::CleanupOrphan {
+            key_id: id(),
+            rotation_id: id(),
+        },
+        Action::Track { key_id: id() },
+        Action::Forget { key_id: id() },
+    ] {
+        let kind = action.kind();
+        let tagged = serde_json::to_value(&action).unwrap();
+        assert_eq!(tagged["action"], kind.as_str());
+        assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        assert_eq!(kind.to_string(), kind.as_str());
+    }
+}
+
 // ---- standing: what `status` and `report` show ----
 
 #[test]
