@@ -65,7 +65,7 @@ struct State {
     rotations_ok: u64,
     rotations_failed: u64,
     /// (action, outcome) -> count.
-    actions: BTreeMap<(String, &'static str), u64>,
+    actions: BTreeMap<(&'static str, &'static str), u64>,
     /// Gauges from the last sweep.
     roles: BTreeMap<&'static str, u64>,
     next_rotation: BTreeMap<(String, String), DateTime<Utc>>,
@@ -202,7 +202,7 @@ impl Metrics {
         let rotated: BTreeSet<(&str, &str)> = report
             .outcomes
             .iter()
-            .filter(|o| o.ok && (o.action == "rotate" || o.action == "resume"))
+            .filter(|o| o.ok && o.action.is_rotation())
             .map(|o| (o.lineage.team_id.as_str(), o.lineage.name.as_str()))
             .collect();
         for plan in &report.plans {
@@ -239,8 +239,8 @@ impl Metrics {
         let mut s = self.state();
         for o in &report.outcomes {
             let outcome = if o.ok { "ok" } else { "failed" };
-            *s.actions.entry((o.action.clone(), outcome)).or_default() += 1;
-            if o.action == "rotate" || o.action == "resume" {
+            *s.actions.entry((o.action.as_str(), outcome)).or_default() += 1;
+            if o.action.is_rotation() {
                 if o.ok {
                     s.rotations_ok += 1;
                 } else {

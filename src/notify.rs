@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::engine::model::DueReason;
-use crate::engine::planner::{Action, Note};
+use crate::engine::planner::{Action, ActionKind, Note};
 use crate::engine::SweepReport;
 
 /// The `source` field of every payload.
@@ -147,15 +147,15 @@ pub fn events_for(report: &SweepReport) -> Vec<Event> {
     let mut events = Vec::new();
     for o in report.outcomes.iter().filter(|o| !o.ok) {
         let key_id = o.key_id.as_deref();
-        match o.action.as_str() {
-            "rotate" | "resume" => {
+        match o.action {
+            ActionKind::Rotate | ActionKind::Resume => {
                 events.push(event(
                     EventKind::RotationFailed,
                     &o.lineage,
                     key_id,
                     &o.detail,
                 ));
-                let expiring = o.action == "rotate"
+                let expiring = o.action == ActionKind::Rotate
                     && report.plans.iter().any(|p| {
                         p.lineage == o.lineage
                             && p.actions.iter().any(|a| {

@@ -1,15 +1,19 @@
 //! The operator's view of every managed key, built from the local database only
 //! (the last list of each team, the rotation records, the Vault view the daemon
 //! keeps), so `status` and `report` work without reaching MASV or Vault.
+//!
+//! Every judgement shown (what is due and when, overdue, stale, over `max_age`,
+//! suspended, within policy) is the planner's [`standing`], worked out from the
+//! same snapshot a sweep plans with; this module only gathers and copies.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{Config, Policy};
+use crate::config::Config;
 use crate::engine::model::LineageId;
-use crate::engine::planner::{is_stale, plan_lineage, KeyRole, LineageSnapshot, NextStep, Note};
+use crate::engine::planner::{standing, KeyRole, LineageSnapshot, NextStep};
 use crate::engine::records::Records;
 use crate::masv::{ApiKey, KeyState};
 use crate::store::StoreError;
@@ -82,11 +86,6 @@ fn age_days(key: &ApiKey, now: DateTime<Utc>) -> Option<i64> {
     key.created_at.map(|c| (now - c).num_days())
 }
 
-fn older_than(key: &ApiKey, policy: &Policy, now: DateTime<Utc>) -> bool {
-    let max = chrono::Duration::from_std(policy.max_age).unwrap_or(chrono::Duration::MAX);
-    key.created_at.is_some_and(|c| now - c >= max)
-}
-
 /// Builds the view from the database.
 pub async fn build(
     config: &Config,
@@ -111,11 +110,10 @@ pub async fn build(
         names.dedup();
         for name in names {
             let lineage_keys: Vec<&ApiKey> = keys.iter().filter(|k| k.name == name).collect();
-            let vault = recs.vault.get(&name).cloned().flatten();
-            let plan = plan_lineage(&LineageSnapshot {
+            let standing = standing(&LineageSnapshot {
                 lineage: LineageId::new(&team.id, &name),
                 keys: lineage_keys.clone(),
-                vault: vault.clone(),
+                vault: recs.vault.get(&name).cloned().flatten(),
                 open_rotation: recs.open.get(&name).cloned(),
                 rolled_back: recs.rolled_back.get(&name).cloned().unwrap_or_default(),
                 known_rotations: recs.known.get(&name).cloned().unwrap_or_else(HashSet::new),
@@ -123,67 +121,43 @@ pub async fn build(
                 verified: &recs.verified,
                 policy,
                 now,
+                rotate_now: false,
             });
-            let current = vault
+            let current = standing
+                .current_key_id
                 .as_ref()
-                .and_then(|v| lineage_keys.iter().find(|k| k.id == v.key_id).copied());
+                .and_then(|id| lineage_keys.iter().find(|k| &k.id == id));
             let key_views: Vec<KeyView> = lineage_keys
                 .iter()
-                .map(|k| {
-                    let look = plan.keys.iter().find(|o| o.key_id == k.id);
-                    KeyView {
-                        team_id: team.id.clone(),
-                        lineage: name.clone(),
-                        key_id: k.id.clone(),
-                        state: k.state,
-                        role: look.map_or(KeyRole::Other, |o| o.role),
-                        created_at: k.created_at,
-                        expiry: k.expiry,
-                        last_request_at: k.last_request_at,
-                        age_days: age_days(k, now),
-                        next_action: look.map_or(NextStep::None, |o| o.next),
-                        next_at: look.and_then(|o| o.next_at),
-                        stale: k.state == KeyState::Active && is_stale(k, &policy, now),
-                    }
+                .zip(&standing.keys)
+                .map(|(k, s)| KeyView {
+                    team_id: team.id.clone(),
+                    lineage: name.clone(),
+                    key_id: k.id.clone(),
+                    state: k.state,
+                    role: s.role,
+                    created_at: k.created_at,
+                    expiry: k.expiry,
+                    last_request_at: k.last_request_at,
+                    age_days: age_days(k, now),
+                    next_action: s.next,
+                    next_at: s.next_at,
+                    stale: s.stale,
                 })
                 .collect();
-            let next_due = key_views
-                .iter()
-                .find(|k| k.role == KeyRole::Current)
-                .and_then(|k| k.next_at);
-            let overdue = current.is_none() || next_due.is_some_and(|d| d < now);
-            let suspended_keys: Vec<String> = plan
-                .notes
-                .iter()
-                .filter_map(|n| match n {
-                    Note::Suspended { key_id } => Some(key_id.clone()),
-                    _ => None,
-                })
-                .collect();
-            let over_max_age: Vec<String> = lineage_keys
-                .iter()
-                .filter(|k| k.state == KeyState::Active && older_than(k, &policy, now))
-                .map(|k| k.id.clone())
-                .collect();
-            let stale = current.is_some_and(|c| is_stale(c, &policy, now));
-            let current_ok = current.is_some_and(|c| {
-                c.state == KeyState::Active
-                    && !older_than(c, &policy, now)
-                    && c.expiry.is_none_or(|e| e > now)
-            });
             lineages.push(LineageView {
                 team_id: team.id.clone(),
                 lineage: name.clone(),
-                current_key_id: current.map(|c| c.id.clone()),
+                current_key_id: standing.current_key_id,
                 current_age_days: current.and_then(|c| age_days(c, now)),
                 last_rotation: last.get(&name).copied(),
-                next_due,
-                overdue,
-                stale,
-                suspended_keys,
-                over_max_age,
+                next_due: standing.next_due,
+                overdue: standing.overdue,
+                stale: standing.stale,
+                suspended_keys: standing.suspended,
+                over_max_age: standing.over_max_age,
                 rotation_in_flight: recs.open.contains_key(&name),
-                within_policy: current_ok && !overdue,
+                within_policy: standing.within_policy,
                 keys: key_views,
             });
         }

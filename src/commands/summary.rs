@@ -151,7 +151,7 @@ fn errors(report: &SweepReport, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::planner::{DeactivateReason, LineagePlan};
+    use crate::engine::planner::{ActionKind, DeactivateReason, LineagePlan};
     use crate::engine::sweep::ActionOutcome;
     use crate::engine::{model::DueReason, LineageId};
     use crate::escape::{assert_shown, HOSTILE};
@@ -183,14 +183,14 @@ mod tests {
             });
             report.outcomes.push(ActionOutcome {
                 lineage: lineage.clone(),
-                action: "rotate".into(),
+                action: ActionKind::Rotate,
                 key_id: Some(name.to_string()),
                 ok: false,
                 detail: format!("MASV answered 400: {name}"),
             });
             report.outcomes.push(ActionOutcome {
                 lineage,
-                action: "deactivate".into(),
+                action: ActionKind::Deactivate,
                 key_id: Some(format!("{name}-old")),
                 ok: true,
                 detail: String::new(),

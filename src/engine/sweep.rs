@@ -16,8 +16,8 @@ use tracing::{info, warn};
 use super::admission::{self, Unmanageable};
 use super::executor::{Executor, LineageContext, StepError};
 use super::failpoints::{Crashed, Failpoints};
-use super::model::{DueReason, LineageId, VaultView};
-use super::planner::{plan_lineage, Action, LineagePlan, LineageSnapshot, Note};
+use super::model::{LineageId, VaultView};
+use super::planner::{plan_lineage, ActionKind, LineagePlan, LineageSnapshot, Note};
 use super::ports::{KeyApi, SecretStore};
 use super::records::{Change, Records, TeamRecords};
 use super::step::StepRunner;
@@ -66,7 +66,7 @@ pub enum SweepMode {
 #[derive(Debug, Clone, Serialize)]
 pub struct ActionOutcome {
     pub lineage: LineageId,
-    pub action: String,
+    pub action: ActionKind,
     pub key_id: Option<String>,
     pub ok: bool,
     pub detail: String,
@@ -425,7 +425,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             keys,
         };
         let empty = HashSet::new();
-        let mut plan = plan_lineage(&LineageSnapshot {
+        let plan = plan_lineage(&LineageSnapshot {
             lineage: lineage.clone(),
             keys: ctx.keys.iter().collect(),
             vault: ctx.vault.clone(),
@@ -440,23 +440,8 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             verified: &ctx.verified,
             policy: ctx.policy,
             now: self.clock.now(),
+            rotate_now: matches!(mode, SweepMode::RotateNow(_)),
         });
-        if let SweepMode::RotateNow(_) = mode {
-            let rotating = plan
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::Rotate { .. } | Action::Resume { .. }));
-            if !rotating {
-                plan.actions.insert(
-                    0,
-                    Action::Rotate {
-                        reason: DueReason::Manual,
-                        old_key_id: ctx.vault.as_ref().map(|v| v.key_id.clone()),
-                        cas: ctx.vault.as_ref().map_or(0, |v| v.version),
-                    },
-                );
-            }
-        }
         if mode == &SweepMode::DryRun {
             result.plan = plan;
             return Ok(result);
@@ -476,7 +461,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             if self.shutdown.is_cancelled() {
                 result.errors.push(format!(
                     "{lineage}: stopped before {} (shutdown)",
-                    action_name(action)
+                    action.kind()
                 ));
                 break;
             }
@@ -485,7 +470,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                 Ok(()) => (true, String::new()),
                 Err(StepError::Crashed(c)) => return Err(c),
                 Err(e) => {
-                    warn!(error = %e, action = action_name(action), "action failed");
+                    warn!(error = %e, action = action.kind().as_str(), "action failed");
                     result.unreachable |= e.is_unreachable();
                     (false, e.to_string())
                 }
@@ -493,7 +478,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             if action.mutates() || !ok {
                 result.outcomes.push(ActionOutcome {
                     lineage: lineage.clone(),
-                    action: action_name(action).to_string(),
+                    action: action.kind(),
                     key_id: action.key_id().map(str::to_string),
                     ok,
                     detail,
@@ -505,19 +490,6 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         }
         result.plan = plan;
         Ok(result)
-    }
-}
-
-/// A short name for an action, as shown in summaries.
-pub fn action_name(action: &Action) -> &'static str {
-    match action {
-        Action::Rotate { .. } => "rotate",
-        Action::Resume { .. } => "resume",
-        Action::Deactivate { .. } => "deactivate",
-        Action::Delete { .. } => "delete",
-        Action::CleanupOrphan { .. } => "cleanup_orphan",
-        Action::Track { .. } => "track",
-        Action::Forget { .. } => "forget",
     }
 }
 

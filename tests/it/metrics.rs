@@ -7,7 +7,9 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use masv_key_rotator::clock::{Clock, ManualClock, SharedClock};
-use masv_key_rotator::engine::planner::{Action, KeyOutlook, KeyRole, LineagePlan, NextStep, Note};
+use masv_key_rotator::engine::planner::{
+    Action, ActionKind, KeyOutlook, KeyRole, LineagePlan, NextStep, Note,
+};
 use masv_key_rotator::engine::sweep::ActionOutcome;
 use masv_key_rotator::engine::{LineageId, SweepReport};
 use masv_key_rotator::metrics::{Metrics, CONTENT_TYPE};
@@ -209,10 +211,10 @@ fn lineage(name: &str) -> LineageId {
     LineageId::new(TEAM, name)
 }
 
-fn outcome(name: &str, action: &str, ok: bool) -> ActionOutcome {
+fn outcome(name: &str, action: ActionKind, ok: bool) -> ActionOutcome {
     ActionOutcome {
         lineage: lineage(name),
-        action: action.into(),
+        action,
         key_id: Some(format!("KEY-{name}")),
         ok,
         detail: if ok {
@@ -290,8 +292,8 @@ fn ok_report(now: DateTime<Utc>) -> SweepReport {
             },
         ],
         outcomes: vec![
-            outcome("ci-deploy", "rotate", true),
-            outcome("ci-build", "deactivate", true),
+            outcome("ci-deploy", ActionKind::Rotate, true),
+            outcome("ci-build", ActionKind::Deactivate, true),
         ],
         ..SweepReport::default()
     }
@@ -319,7 +321,7 @@ fn failed_report(now: DateTime<Utc>) -> SweepReport {
                 Some(now - Duration::hours(2)),
             )],
         }],
-        outcomes: vec![outcome("ci-build", "rotate", false)],
+        outcomes: vec![outcome("ci-build", ActionKind::Rotate, false)],
         ..SweepReport::default()
     }
 }

@@ -12,7 +12,7 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use masv_key_rotator::clock::Clock;
 use masv_key_rotator::engine::model::DueReason;
-use masv_key_rotator::engine::planner::{Action, LineagePlan, Note};
+use masv_key_rotator::engine::planner::{Action, ActionKind, LineagePlan, Note};
 use masv_key_rotator::engine::sweep::ActionOutcome;
 use masv_key_rotator::engine::{LineageId, SweepMode, SweepReport};
 use masv_key_rotator::notify::{
@@ -108,10 +108,10 @@ fn lineage(name: &str) -> LineageId {
     LineageId::new(TEAM, name)
 }
 
-fn failed(name: &str, action: &str, key: Option<&str>, detail: &str) -> ActionOutcome {
+fn failed(name: &str, action: ActionKind, key: Option<&str>, detail: &str) -> ActionOutcome {
     ActionOutcome {
         lineage: lineage(name),
-        action: action.into(),
+        action,
         key_id: key.map(str::to_string),
         ok: false,
         detail: detail.into(),
@@ -199,16 +199,16 @@ fn events_for_maps_failures_and_notes() {
         vec![
             failed(
                 "ci-build",
-                "rotate",
+                ActionKind::Rotate,
                 Some("OLD"),
                 "vault: permission denied",
             ),
-            failed("ci-aged", "rotate", Some("AGED"), "masv: 500"),
-            failed("ci-resume", "resume", None, "masv: 503"),
-            failed("render-1", "deactivate", Some("R1"), "masv: 409"),
+            failed("ci-aged", ActionKind::Rotate, Some("AGED"), "masv: 500"),
+            failed("ci-resume", ActionKind::Resume, None, "masv: 503"),
+            failed("render-1", ActionKind::Deactivate, Some("R1"), "masv: 409"),
             ActionOutcome {
                 ok: true,
-                ..failed("render-1", "delete", Some("R2"), "")
+                ..failed("render-1", ActionKind::Delete, Some("R2"), "")
             },
         ],
     );
@@ -303,7 +303,7 @@ async fn a_failed_rotation_in_a_real_sweep_reaches_the_webhook_without_secrets()
         report
             .outcomes
             .iter()
-            .any(|o| o.action == "rotate" && !o.ok),
+            .any(|o| o.action == ActionKind::Rotate && !o.ok),
         "{:?}",
         report.outcomes
     );
@@ -359,7 +359,7 @@ async fn a_5xx_is_retried_and_the_third_attempt_delivers() {
     let report = report_at(
         Utc::now(),
         vec![],
-        vec![failed("ci-build", "rotate", Some("OLD"), "boom")],
+        vec![failed("ci-build", ActionKind::Rotate, Some("OLD"), "boom")],
     );
     n.notify(&report);
     let stats = finish(n).await;
@@ -380,7 +380,7 @@ async fn a_webhook_failing_for_good_is_tried_three_times_then_given_up() {
     n.notify(&report_at(
         Utc::now(),
         vec![],
-        vec![failed("ci-build", "delete", Some("K"), "boom")],
+        vec![failed("ci-build", ActionKind::Delete, Some("K"), "boom")],
     ));
     let stats = finish(n).await;
     assert_eq!((stats.delivered, stats.failed, stats.attempts), (0, 1, 3));
@@ -394,7 +394,7 @@ async fn a_4xx_is_not_retried() {
     n.notify(&report_at(
         Utc::now(),
         vec![],
-        vec![failed("ci-build", "rotate", None, "boom")],
+        vec![failed("ci-build", ActionKind::Rotate, None, "boom")],
     ));
     let stats = finish(n).await;
     assert_eq!((stats.delivered, stats.failed, stats.attempts), (0, 1, 1));
@@ -412,7 +412,7 @@ async fn an_unreachable_webhook_is_retried_then_given_up() {
     n.notify(&report_at(
         Utc::now(),
         vec![],
-        vec![failed("ci-build", "rotate", None, "boom")],
+        vec![failed("ci-build", ActionKind::Rotate, None, "boom")],
     ));
     let stats = finish(n).await;
     assert_eq!((stats.delivered, stats.failed, stats.attempts), (0, 1, 3));
@@ -429,7 +429,7 @@ async fn a_hanging_webhook_times_out_per_attempt() {
     n.notify(&report_at(
         Utc::now(),
         vec![],
-        vec![failed("ci-build", "rotate", None, "boom")],
+        vec![failed("ci-build", ActionKind::Rotate, None, "boom")],
     ));
     let stats = finish(n).await;
     assert_eq!((stats.delivered, stats.failed, stats.attempts), (0, 1, 3));
@@ -444,7 +444,7 @@ async fn a_hanging_webhook_never_delays_notify_and_a_full_queue_drops() {
         ..fast(2)
     };
     let n = Notifier::with_settings(&hook.url, settings).unwrap();
-    let one = |i: usize| failed(&format!("ci-{i}"), "rotate", None, "boom");
+    let one = |i: usize| failed(&format!("ci-{i}"), ActionKind::Rotate, None, "boom");
     n.notify(&report_at(Utc::now(), vec![], vec![one(0)]));
     hook.next().await; // the worker is now stuck on the hanging webhook
 
@@ -470,7 +470,7 @@ async fn dropping_the_notifier_does_not_block() {
     n.notify(&report_at(
         Utc::now(),
         vec![],
-        vec![failed("ci-build", "rotate", None, "boom")],
+        vec![failed("ci-build", ActionKind::Rotate, None, "boom")],
     ));
     let started = Instant::now();
     drop(n);
@@ -482,7 +482,7 @@ async fn stale_and_suspended_keys_are_reported_once_a_day_failures_every_time() 
     let mut hook = Hook::start(&[Reply::Status(200)]).await;
     let n = Notifier::with_settings(&hook.url, fast(64)).unwrap();
     let t0 = Utc::now();
-    let fail = || vec![failed("ci-build", "rotate", Some("A"), "boom")];
+    let fail = || vec![failed("ci-build", ActionKind::Rotate, Some("A"), "boom")];
 
     let mut first = stale_report(t0, &["A"]);
     first.outcomes = fail();
