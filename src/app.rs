@@ -1,71 +1,128 @@
-//! Command dispatch: the one place that turns library errors into exit codes.
+//! The one way to assemble the rotator: [`App`] turns settings (usually the
+//! config's, [`App::from_config`]) into the production engine over MASV, Vault
+//! and the state database.
+//!
+//! `once`, `rotate`, `run` (and each SIGHUP reload), `demo` and the integration
+//! tests' world all build through it, so the engine is put together in exactly
+//! one place, and what a caller may bring is listed here: a clock (the demo and
+//! the tests drive a manual one), a store or Vault handle it opened itself
+//! instead of settings (the demo reads the audit log afterwards; tests hand in
+//! read-only or proxied handles) and the watchdog heartbeat (`run`). A dry run
+//! before any database exists gets an engine without records
+//! ([`DbAccess::ReadOnlyIfPresent`]). The daemon's shutdown token is not a
+//! build setting: `run` re-arms it on the same engine for each round of sweeps
+//! (`Engine::with_shutdown`).
+//!
+//! The adapters are made in a fixed order, database, then MASV, then Vault, so a
+//! config with several problems always reports the same one first.
 
-use tokio_util::sync::CancellationToken;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::cli::{Cli, Command};
-use crate::commands;
-use crate::config;
-use crate::engine::{LineageId, SweepMode};
-use crate::exit::Exit;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, Credentials};
+use crate::engine::records::Records;
+use crate::engine::sweep::Heartbeat;
+use crate::engine::{Engine, ManagedTeam};
+use crate::exit::CommandError;
+use crate::masv::{MasvClient, MasvSettings};
+use crate::services::{self, DbAccess};
+use crate::store::Store;
+use crate::vault::{VaultSettings, VaultStore};
 
-/// Runs one command to completion. `shutdown` lets the caller (a signal handler in
-/// `main`, or a test) stop long-running commands cleanly.
-pub async fn run(cli: Cli, shutdown: CancellationToken) -> Exit {
-    let path = config::resolve_path(cli.config.as_deref());
-    match cli.command {
-        Command::CheckConfig => commands::check_config::run(&path, cli.debug).await,
-        Command::Status { json } => commands::status::run(&path, json).await,
-        Command::History {
-            key,
-            since,
-            json,
-            verify,
-        } => {
-            commands::history::run(
-                &path,
-                commands::history::HistoryArgs {
-                    key,
-                    since,
-                    json,
-                    verify,
-                },
-            )
-            .await
+/// The production engine.
+pub type ProdEngine = Engine<MasvClient, VaultStore>;
+
+/// Where the engine's records come from.
+pub enum RecordsSource {
+    /// Open the database file at `path`, as `access` says.
+    Open { path: PathBuf, access: DbAccess },
+    /// A store the caller opened (and may go on using).
+    Opened(Store),
+}
+
+/// Where the engine's Vault store comes from.
+pub enum VaultSource {
+    /// Connect with these settings (boxed: they are large beside a handle).
+    Connect(Box<VaultSettings>),
+    /// A store the caller connected.
+    Connected(VaultStore),
+}
+
+/// What the engine is built from; [`App::build`] makes it.
+pub struct App {
+    masv: MasvSettings,
+    vault: VaultSource,
+    records: RecordsSource,
+    teams: Vec<ManagedTeam>,
+    clock: SharedClock,
+    heartbeat: Option<Heartbeat>,
+}
+
+impl App {
+    /// An engine for `teams` over these adapters, on the system clock. MASV's
+    /// `max_concurrency` bounds the engine's concurrency too.
+    pub fn new(
+        masv: MasvSettings,
+        vault: VaultSource,
+        records: RecordsSource,
+        teams: Vec<ManagedTeam>,
+    ) -> Self {
+        Self {
+            masv,
+            vault,
+            records,
+            teams,
+            clock: Arc::new(SystemClock),
+            heartbeat: None,
         }
-        Command::Report { format } => commands::report::run(&path, format).await,
-        Command::Once { dry_run } => {
-            let mode = if dry_run {
-                SweepMode::DryRun
-            } else {
-                SweepMode::Apply
-            };
-            commands::once::run(&path, cli.debug, mode).await
-        }
-        Command::Rotate { team, name } => {
-            commands::once::run(
-                &path,
-                cli.debug,
-                SweepMode::RotateNow(LineageId::new(team, name)),
-            )
-            .await
-        }
-        Command::Run => commands::daemon::run(&path, cli.debug, shutdown).await,
-        Command::Demo => commands::demo::run(cli.debug).await,
-        Command::Simulate {
-            listen,
-            team,
-            email,
-            password_file,
-            seed_examples,
-        } => {
-            commands::simulate::run(commands::simulate::SimulateArgs {
-                listen,
-                team: &team,
-                email: &email,
-                password_file: &password_file,
-                seed_examples,
-            })
-            .await
-        }
+    }
+
+    /// What the config asks for; `access` says how the database is opened.
+    pub fn from_config(config: &Config, credentials: Credentials, access: DbAccess) -> Self {
+        Self::new(
+            MasvSettings::from_config(&config.masv, credentials.masv_password),
+            VaultSource::Connect(Box::new(services::vault_settings(
+                config,
+                credentials.vault,
+            ))),
+            RecordsSource::Open {
+                path: config.database.path.clone(),
+                access,
+            },
+            ManagedTeam::from_config(config),
+        )
+    }
+
+    /// Tell the time by `clock` instead of the system's.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Call `beat` between sweep steps (the systemd watchdog).
+    pub fn heartbeat(mut self, beat: Heartbeat) -> Self {
+        self.heartbeat = Some(beat);
+        self
+    }
+
+    /// Opens the database, makes the MASV client and connects to Vault, in that
+    /// order, and builds the engine over them.
+    pub async fn build(self) -> Result<ProdEngine, CommandError> {
+        let records = match self.records {
+            RecordsSource::Open { path, access } => services::open_records(&path, access).await?,
+            RecordsSource::Opened(store) => Some(Records::new(store)),
+        };
+        let concurrency = self.masv.max_concurrency;
+        let masv = services::masv_client(self.masv)?;
+        let vault = match self.vault {
+            VaultSource::Connect(settings) => services::connect_vault(*settings).await?,
+            VaultSource::Connected(store) => store,
+        };
+        let engine = Engine::new(masv, vault, records, self.clock, self.teams, concurrency);
+        Ok(match self.heartbeat {
+            Some(beat) => engine.with_heartbeat(beat),
+            None => engine,
+        })
     }
 }

@@ -1,6 +1,8 @@
 //! Process exit codes (docs/design.md, section 2). Scripts and systemd units branch on these, so
-//! they are part of the product's contract and live in one place.
+//! they are part of the product's contract and live in one place, with the error
+//! a command returns when it cannot do what it was asked ([`CommandError`]).
 
+use std::fmt::Display;
 use std::process::ExitCode;
 
 /// How a command ended.
@@ -46,6 +48,47 @@ impl Exit {
         } else {
             self
         }
+    }
+}
+
+/// How a command ended: `Ok` with its exit code once it has said what it did
+/// (a sweep with failed actions is `Ok(Exit::ActionFailed)`), or the error that
+/// stopped it.
+pub type CommandResult = Result<Exit, CommandError>;
+
+/// Why a command stopped: the exit code it deserves and a message for the
+/// operator. Commands only return it; `commands::run` prints it, once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandError {
+    exit: Exit,
+    message: String,
+}
+
+impl CommandError {
+    pub fn new(exit: Exit, message: impl Display) -> Self {
+        Self {
+            exit,
+            message: message.to_string(),
+        }
+    }
+
+    /// Bad usage or configuration (exit 2).
+    pub fn usage(message: impl Display) -> Self {
+        Self::new(Exit::Usage, message)
+    }
+
+    /// Something the command tried failed (exit 1).
+    pub fn failed(message: impl Display) -> Self {
+        Self::new(Exit::ActionFailed, message)
+    }
+
+    pub fn exit(&self) -> Exit {
+        self.exit
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod notify;
 pub mod plain_http;
 pub mod redact;
+pub mod reload;
 pub mod services;
 pub mod simulator;
 pub mod state_files;

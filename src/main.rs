@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use masv_key_rotator::cli::Cli;
+use masv_key_rotator::commands;
+use masv_key_rotator::exit::CommandError;
 
 fn main() -> ExitCode {
     // One malloc arena for all threads: the database connections' worker
@@ -17,12 +19,10 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            let error = CommandError::failed(format_args!("cannot start the async runtime: {e}"));
+            return commands::finish(Err(error)).into();
         }
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
-    runtime
-        .block_on(masv_key_rotator::app::run(cli, shutdown))
-        .into()
+    runtime.block_on(commands::run(cli, shutdown)).into()
 }

@@ -1,35 +1,17 @@
-//! Builds the real adapters from a config: the MASV client, the Vault store and
-//! the state database, and the engine over them.
+//! The real adapters, one at a time: the MASV client, the Vault store, the state
+//! database and the webhook notifier, each with the exit code and message its
+//! failure to start deserves. [`crate::app::App`] puts them together.
 
 use std::path::Path;
+use std::time::Duration;
 
-use crate::clock::SharedClock;
-use crate::config::{Config, Credentials};
+use crate::config::{Config, VaultCredentials};
 use crate::engine::records::Records;
-use crate::engine::{Engine, ManagedTeam};
-use crate::exit::Exit;
+use crate::exit::{CommandError, Exit};
 use crate::masv::{MasvClient, MasvSettings};
+use crate::notify::Notifier;
 use crate::store::Store;
 use crate::vault::{VaultSettings, VaultStore};
-
-/// A failure to start, with the exit code it deserves and a message for the operator.
-#[derive(Debug)]
-pub struct StartError {
-    pub exit: Exit,
-    pub message: String,
-}
-
-impl StartError {
-    fn new(exit: Exit, message: impl Into<String>) -> Self {
-        Self {
-            exit,
-            message: message.into(),
-        }
-    }
-}
-
-/// The production engine.
-pub type ProdEngine = Engine<MasvClient, VaultStore>;
 
 /// How the state database is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +22,7 @@ pub enum DbAccess {
     ReadOnlyIfPresent,
 }
 
-pub async fn open_records(path: &Path, access: DbAccess) -> Result<Option<Records>, StartError> {
+pub async fn open_records(path: &Path, access: DbAccess) -> Result<Option<Records>, CommandError> {
     let opened = match access {
         DbAccess::ReadWrite => Store::open(path).await.map(Some),
         // Anything at the name, even a dangling link, is "present" (and judged).
@@ -49,46 +31,38 @@ pub async fn open_records(path: &Path, access: DbAccess) -> Result<Option<Record
     };
     opened
         .map(|s| s.map(Records::new))
-        .map_err(|e| StartError::new(e.exit(), format!("database.path {}: {e}", path.display())))
+        .map_err(|e| CommandError::new(e.exit(), format!("database.path {}: {e}", path.display())))
 }
 
-/// Connects to MASV (client only; login happens on first use) and Vault.
-pub async fn connect(
-    config: &Config,
-    credentials: Credentials,
-) -> Result<(MasvClient, VaultStore), StartError> {
-    let masv = MasvClient::new(MasvSettings::from_config(
-        &config.masv,
-        credentials.masv_password,
-    ))
-    .map_err(|e| StartError::new(Exit::Usage, format!("masv.base_url: {e}")))?;
-    let vault_settings = VaultSettings::from_config(&config.vault, credentials.vault);
-    let vault = VaultStore::connect(vault_settings).await.map_err(|e| {
+/// The Vault settings a config asks for.
+pub fn vault_settings(config: &Config, credentials: VaultCredentials) -> VaultSettings {
+    VaultSettings::from_config(&config.vault, credentials)
+}
+
+/// The MASV client (login happens on first use).
+pub fn masv_client(settings: MasvSettings) -> Result<MasvClient, CommandError> {
+    MasvClient::new(settings).map_err(|e| CommandError::usage(format!("masv.base_url: {e}")))
+}
+
+/// Connects to Vault.
+pub async fn connect_vault(settings: VaultSettings) -> Result<VaultStore, CommandError> {
+    VaultStore::connect(settings).await.map_err(|e| {
         let exit = if e.is_unreachable() {
             Exit::Unreachable
         } else {
             Exit::Usage
         };
-        StartError::new(exit, format!("vault: {e}"))
-    })?;
-    Ok((masv, vault))
+        CommandError::new(exit, format!("vault: {e}"))
+    })
 }
 
-/// Everything a sweep needs, built from the config.
-pub async fn engine(
-    config: &Config,
-    credentials: Credentials,
-    clock: SharedClock,
-    access: DbAccess,
-) -> Result<ProdEngine, StartError> {
-    let records = open_records(&config.database.path, access).await?;
-    let (masv, vault) = connect(config, credentials).await?;
-    Ok(Engine::new(
-        masv,
-        vault,
-        records,
-        clock,
-        ManagedTeam::from_config(config),
-        config.masv.max_concurrency,
-    ))
+/// The webhook notifier `[notify]` asks for, if any (`path` is the config file,
+/// for the message).
+pub fn alerts(config: &Config, path: &Path) -> Result<Option<Notifier>, CommandError> {
+    config
+        .notify
+        .as_ref()
+        .map(|n| Notifier::new(&n.webhook_url, Duration::from_secs(10)))
+        .transpose()
+        .map_err(|e| CommandError::usage(format!("{}: notify.webhook_url: {e}", path.display())))
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::config::{Config, Credentials, VaultCredentials};
 use crate::escape::escaped;
-use crate::exit::Exit;
+use crate::exit::{CommandResult, Exit};
 use crate::masv::{MasvClient, MasvError, MasvSettings};
 use crate::vault::{VaultError, VaultSettings, VaultStore};
 
@@ -19,11 +19,8 @@ fn line(what: &str, ok: bool, text: &str) {
     println!("{what:<9}{status:<8}{}", escaped(text));
 }
 
-pub async fn run(path: &Path, debug: bool) -> Exit {
-    let (config, credentials) = match super::load(path, debug) {
-        Ok(loaded) => loaded,
-        Err(exit) => return exit,
-    };
+pub async fn run(path: &Path, debug: bool) -> CommandResult {
+    let (config, credentials) = super::load(path, debug)?;
     line(
         "config",
         true,
@@ -32,7 +29,7 @@ pub async fn run(path: &Path, debug: bool) -> Exit {
     let masv = check_masv(&config, &credentials).await;
     let vault = check_vault(&config, credentials).await;
     let database = check_database(&config);
-    masv.worst(vault).worst(database)
+    Ok(masv.worst(vault).worst(database))
 }
 
 async fn check_masv(config: &Config, credentials: &Credentials) -> Exit {

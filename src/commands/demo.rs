@@ -12,14 +12,13 @@ use std::time::Duration as StdDuration;
 use chrono::{Duration, Utc};
 use secrecy::SecretString;
 
-use super::fail;
+use crate::app::{App, ProdEngine, RecordsSource, VaultSource};
 use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::config::Policy;
-use crate::engine::records::Records;
-use crate::engine::{Engine, ManagedTeam, SweepMode, SweepReport};
+use crate::engine::{ManagedTeam, SweepMode, SweepReport};
 use crate::escape::escaped;
-use crate::exit::Exit;
-use crate::masv::{KeyState, MasvClient, MasvSettings, RetryPolicy};
+use crate::exit::{CommandError, CommandResult, Exit};
+use crate::masv::{KeyState, MasvSettings, RetryPolicy};
 use crate::simulator::{SeedKey, Simulator};
 use crate::store::Store;
 use crate::vault::{VaultAuth, VaultSettings, VaultStore};
@@ -69,32 +68,27 @@ fn print_keys(sim: &Simulator) {
     }
 }
 
-async fn sweep(engine: &Engine<MasvClient, VaultStore>) -> Result<SweepReport, String> {
+async fn sweep(engine: &ProdEngine) -> Result<SweepReport, CommandError> {
     let report = engine
         .sweep(&SweepMode::Apply)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CommandError::failed)?;
     print!("{}", summary::outcome(&report));
     Ok(report)
 }
 
-pub async fn run(debug: bool) -> Exit {
+pub async fn run(debug: bool) -> CommandResult {
     crate::logging::init(crate::config::LogFormat::Text, "warn", debug);
     let (Ok(address), Ok(token)) = (std::env::var("VAULT_ADDR"), std::env::var("VAULT_TOKEN"))
     else {
-        fail("demo needs a Vault: set VAULT_ADDR and VAULT_TOKEN, or run scripts/demo, which starts a throwaway OpenBao");
-        return Exit::Usage;
+        return Err(CommandError::usage("demo needs a Vault: set VAULT_ADDR and VAULT_TOKEN, or run scripts/demo, which starts a throwaway OpenBao"));
     };
-    match demo(address, SecretString::from(token)).await {
-        Ok(()) => Exit::Success,
-        Err(e) => {
-            fail(e);
-            Exit::ActionFailed
-        }
-    }
+    demo(address, SecretString::from(token)).await?;
+    Ok(Exit::Success)
 }
 
-async fn demo(vault_address: String, vault_token: SecretString) -> Result<(), String> {
+/// The demo itself; every failure is exit 1.
+async fn demo(vault_address: String, vault_token: SecretString) -> Result<(), CommandError> {
     let clock = ManualClock::new(Utc::now());
     let shared: SharedClock = Arc::new(clock.clone());
     let sim = Simulator::new(shared.clone());
@@ -157,21 +151,13 @@ async fn demo(vault_address: String, vault_token: SecretString) -> Result<(), St
     let running = sim
         .spawn()
         .await
-        .map_err(|e| format!("cannot start the simulator: {e}"))?;
+        .map_err(|e| CommandError::failed(format_args!("cannot start the simulator: {e}")))?;
 
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temp dir: {e}"))?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| CommandError::failed(format_args!("cannot make a temp dir: {e}")))?;
     let store = Store::open(&dir.path().join("state.db"))
         .await
-        .map_err(|e| e.to_string())?;
-    let masv = MasvClient::new(MasvSettings {
-        base_url: running.base_url.clone(),
-        email: EMAIL.into(),
-        password: SecretString::from("demo-password".to_string()),
-        timeout: StdDuration::from_secs(10),
-        max_concurrency: 8,
-        retry: RetryPolicy::default(),
-    })
-    .map_err(|e| e.to_string())?;
+        .map_err(CommandError::failed)?;
     let prefix = format!("masv-demo-{}", ulid::Ulid::new().to_string().to_lowercase());
     let vault = VaultStore::connect(VaultSettings {
         address: vault_address.clone(),
@@ -183,7 +169,7 @@ async fn demo(vault_address: String, vault_token: SecretString) -> Result<(), St
         auth: VaultAuth::Token(vault_token),
     })
     .await
-    .map_err(|e| format!("Vault at {vault_address}: {e}"))?;
+    .map_err(|e| CommandError::failed(format_args!("Vault at {vault_address}: {e}")))?;
     let team = ManagedTeam {
         id: TEAM.into(),
         matcher: {
@@ -195,14 +181,24 @@ async fn demo(vault_address: String, vault_token: SecretString) -> Result<(), St
         },
         policy: demo_policy(),
     };
-    let engine = Engine::new(
+    let masv = MasvSettings {
+        base_url: running.base_url.clone(),
+        email: EMAIL.into(),
+        password: SecretString::from("demo-password".to_string()),
+        timeout: StdDuration::from_secs(10),
+        max_concurrency: 8,
+        retry: RetryPolicy::default(),
+    };
+    let engine = App::new(
         masv,
-        vault.clone(),
-        Some(Records::new(store.clone())),
-        shared,
+        VaultSource::Connected(vault.clone()),
+        RecordsSource::Opened(store.clone()),
         vec![team],
-        8,
-    );
+    )
+    .clock(shared)
+    .build()
+    .await
+    .map_err(|e| CommandError::failed(e.message()))?;
 
     println!("masv-key-rotator demo: a MASV simulator at {}, Vault at {vault_address} (secrets under secret/{prefix}/)", running.base_url);
     println!("Managed names: ci-*, render-node-*. Policy: rotate 7d before expiry or at 90d; new keys live 30d;");
@@ -251,7 +247,7 @@ async fn demo(vault_address: String, vault_token: SecretString) -> Result<(), St
     let rows = store
         .audit(&Default::default())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CommandError::failed)?;
     for r in &rows {
         println!(
             "  {} {:<14} {:<7} {:<16} {:<28} {}",
@@ -263,7 +259,7 @@ async fn demo(vault_address: String, vault_token: SecretString) -> Result<(), St
             escaped(&r.detail)
         );
     }
-    match store.verify_chain().await.map_err(|e| e.to_string())? {
+    match store.verify_chain().await.map_err(CommandError::failed)? {
         crate::store::ChainReport::Intact { rows } => {
             println!("  hash chain intact over {rows} rows")
         }

@@ -5,9 +5,8 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use super::fail;
 use crate::escape::escaped;
-use crate::exit::Exit;
+use crate::exit::{CommandError, CommandResult, Exit};
 use crate::store::{AuditFilter, AuditRow, ChainReport, Store};
 
 pub struct HistoryArgs {
@@ -40,46 +39,32 @@ pub fn table(rows: &[AuditRow]) -> String {
     out
 }
 
-pub async fn run(path: &Path, args: HistoryArgs) -> Exit {
-    let config = match super::load_config(path) {
-        Ok(c) => c,
-        Err(exit) => return exit,
-    };
-    let store = match Store::open_read_only(&config.database.path).await {
-        Ok(s) => s,
-        Err(e) => {
-            fail(format_args!("database.path: {e}"));
-            return e.exit();
-        }
-    };
+pub async fn run(path: &Path, args: HistoryArgs) -> CommandResult {
+    let config = super::load_config(path)?;
+    let store = Store::open_read_only(&config.database.path)
+        .await
+        .map_err(|e| CommandError::new(e.exit(), format_args!("database.path: {e}")))?;
     if args.verify {
-        return match store.verify_chain().await {
-            Ok(ChainReport::Intact { rows }) => {
+        return match store.verify_chain().await.map_err(CommandError::failed)? {
+            ChainReport::Intact { rows } => {
                 println!("audit log intact: {rows} rows, hash chain verified");
-                Exit::Success
+                Ok(Exit::Success)
             }
-            Ok(ChainReport::Broken {
+            ChainReport::Broken {
                 first_bad_id,
                 reason,
-            }) => {
+            } => {
                 println!(
                     "audit log BROKEN at row {first_bad_id}: {}",
                     escaped(reason)
                 );
-                Exit::ActionFailed
-            }
-            Err(e) => {
-                fail(e);
-                Exit::ActionFailed
+                Ok(Exit::ActionFailed)
             }
         };
     }
     let since = match args.since.map(chrono::Duration::from_std) {
         Some(Ok(d)) => Some(chrono::Utc::now() - d),
-        Some(Err(_)) => {
-            fail("--since is too long");
-            return Exit::Usage;
-        }
+        Some(Err(_)) => return Err(CommandError::usage("--since is too long")),
         None => None,
     };
     let filter = AuditFilter {
@@ -88,25 +73,14 @@ pub async fn run(path: &Path, args: HistoryArgs) -> Exit {
         rotation_id: None,
         limit: None,
     };
-    let rows = match store.audit(&filter).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            fail(e);
-            return Exit::ActionFailed;
-        }
-    };
+    let rows = store.audit(&filter).await.map_err(CommandError::failed)?;
     if args.json {
-        match serde_json::to_string_pretty(&rows) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                fail(e);
-                return Exit::ActionFailed;
-            }
-        }
+        let text = serde_json::to_string_pretty(&rows).map_err(CommandError::failed)?;
+        println!("{text}");
     } else {
         print!("{}", table(&rows));
     }
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! One module per command. Each returns an [`Exit`](crate::exit::Exit) and prints
-//! its own human-facing output; errors are reported once, here at the edge.
+//! One module per command. Each prints its own human-facing output and returns a
+//! [`CommandResult`]; [`run`] dispatches the command line to them and [`finish`]
+//! is the one place a failing command's error is printed and mapped to its exit
+//! code.
 
 pub mod check_config;
 pub mod daemon;
@@ -13,53 +15,118 @@ pub mod summary;
 
 use std::path::Path;
 
-use crate::config::{Config, Credentials};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, Config, Credentials};
+use crate::engine::{LineageId, SweepMode};
 use crate::escape::escaped;
-use crate::exit::Exit;
+use crate::exit::{CommandError, CommandResult, Exit};
 use crate::lock::{InstanceLock, LockError};
 use crate::logging;
 use crate::services::{self, DbAccess};
 
-/// Prints `error: <message>` on stderr, [`escaped`]: a message may quote a key
-/// name, a MASV or Vault answer or a line of the config file.
-pub(crate) fn fail(message: impl std::fmt::Display) {
-    eprintln!("error: {}", escaped(message));
+/// Runs one command to completion and returns its exit code, having printed its
+/// error if it failed. `shutdown` lets the caller (a signal handler in `main`, or
+/// a test) stop long-running commands cleanly.
+pub async fn run(cli: Cli, shutdown: CancellationToken) -> Exit {
+    finish(dispatch(cli, shutdown).await)
 }
 
-/// Loads and validates the config, sets up logging, and reads the secrets it names.
-/// On failure prints the error (file, field, problem) and returns exit code 2.
-pub fn load(path: &Path, debug: bool) -> Result<(Config, Credentials), Exit> {
-    let config = Config::load(path).map_err(|e| {
-        fail(e);
-        Exit::Usage
-    })?;
+/// The exit code a command's result deserves. An error is printed here as
+/// `error: <message>` on stderr, [`escaped`]: a message may quote a key name, a
+/// MASV or Vault answer or a line of the config file.
+pub fn finish(result: CommandResult) -> Exit {
+    match result {
+        Ok(exit) => exit,
+        Err(e) => {
+            eprintln!("error: {}", escaped(e.message()));
+            e.exit()
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, shutdown: CancellationToken) -> CommandResult {
+    let path = config::resolve_path(cli.config.as_deref());
+    match cli.command {
+        Command::CheckConfig => check_config::run(&path, cli.debug).await,
+        Command::Status { json } => status::run(&path, json).await,
+        Command::History {
+            key,
+            since,
+            json,
+            verify,
+        } => {
+            history::run(
+                &path,
+                history::HistoryArgs {
+                    key,
+                    since,
+                    json,
+                    verify,
+                },
+            )
+            .await
+        }
+        Command::Report { format } => report::run(&path, format).await,
+        Command::Once { dry_run } => {
+            let mode = if dry_run {
+                SweepMode::DryRun
+            } else {
+                SweepMode::Apply
+            };
+            once::run(&path, cli.debug, mode).await
+        }
+        Command::Rotate { team, name } => {
+            once::run(
+                &path,
+                cli.debug,
+                SweepMode::RotateNow(LineageId::new(team, name)),
+            )
+            .await
+        }
+        Command::Run => daemon::run(&path, cli.debug, shutdown).await,
+        Command::Demo => demo::run(cli.debug).await,
+        Command::Simulate {
+            listen,
+            team,
+            email,
+            password_file,
+            seed_examples,
+        } => {
+            simulate::run(simulate::SimulateArgs {
+                listen,
+                team: &team,
+                email: &email,
+                password_file: &password_file,
+                seed_examples,
+            })
+            .await
+        }
+    }
+}
+
+/// Loads and validates the config, sets up logging, and reads the secrets it
+/// names. A problem (file, field, what is wrong) is a usage error: exit 2.
+pub fn load(path: &Path, debug: bool) -> Result<(Config, Credentials), CommandError> {
+    let config = load_config(path)?;
     logging::init(config.log.format, &config.log.level, debug);
     crate::plain_http::warn_opt_outs(&config);
-    let credentials = Credentials::resolve(&config).map_err(|e| {
-        fail(e);
-        Exit::Usage
-    })?;
+    let credentials = Credentials::resolve(&config).map_err(CommandError::usage)?;
     Ok((config, credentials))
 }
 
 /// Loads and validates the config only (commands that need no secrets).
-pub fn load_config(path: &Path) -> Result<Config, Exit> {
-    Config::load(path).map_err(|e| {
-        fail(e);
-        Exit::Usage
-    })
+pub fn load_config(path: &Path) -> Result<Config, CommandError> {
+    Config::load(path).map_err(CommandError::usage)
 }
 
 /// The operator's view from the local database; no database yet means no keys yet.
-pub async fn offline_view(path: &Path) -> Result<crate::view::View, Exit> {
+pub async fn offline_view(path: &Path) -> Result<crate::view::View, CommandError> {
     let config = load_config(path)?;
     let now = chrono::Utc::now();
-    let records = services::open_records(&config.database.path, DbAccess::ReadOnlyIfPresent)
-        .await
-        .map_err(|e| {
-            fail(&e.message);
-            e.exit
-        })?;
+    let records =
+        services::open_records(&config.database.path, DbAccess::ReadOnlyIfPresent).await?;
     let Some(records) = records else {
         return Ok(crate::view::View {
             generated_at: now,
@@ -69,19 +136,13 @@ pub async fn offline_view(path: &Path) -> Result<crate::view::View, Exit> {
     };
     crate::view::build(&config, &records, now)
         .await
-        .map_err(|e| {
-            fail(e);
-            Exit::ActionFailed
-        })
+        .map_err(CommandError::failed)
 }
 
 /// Takes the instance lock on the config's database, or says why not.
-pub fn lock(config: &Config) -> Result<InstanceLock, Exit> {
-    InstanceLock::acquire(&config.database.path).map_err(|e| {
-        match e {
-            LockError::Held { .. } => fail(&e),
-            _ => fail(format_args!("database.path: {e}")),
-        }
-        e.exit()
+pub fn lock(config: &Config) -> Result<InstanceLock, CommandError> {
+    InstanceLock::acquire(&config.database.path).map_err(|e| match e {
+        LockError::Held { .. } => CommandError::new(e.exit(), &e),
+        _ => CommandError::new(e.exit(), format_args!("database.path: {e}")),
     })
 }

@@ -1,74 +1,38 @@
 //! `once [--dry-run]` and `rotate --team --name`: one sweep, then exit.
 
 use std::path::Path;
-use std::sync::Arc;
-
-use super::fail;
-use crate::clock::SystemClock;
-use crate::engine::{LineageId, SweepMode};
-use crate::exit::Exit;
-use crate::notify::Notifier;
-use crate::services::{self, DbAccess};
 use std::time::Duration;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::engine::{LineageId, SweepMode};
+use crate::exit::{CommandError, CommandResult};
+use crate::services::{self, DbAccess};
 
 use super::summary;
 
-pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> Exit {
-    let (config, credentials) = match super::load(path, debug) {
-        Ok(loaded) => loaded,
-        Err(exit) => return exit,
-    };
+pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> CommandResult {
+    let (config, credentials) = super::load(path, debug)?;
     let access = if mode == SweepMode::DryRun {
         DbAccess::ReadOnlyIfPresent
     } else {
         DbAccess::ReadWrite
     };
-    if let SweepMode::RotateNow(LineageId { team_id, name }) = &mode {
-        let Some(team) = config.teams.iter().find(|t| &t.id == team_id) else {
-            fail(format_args!(
-                "--team {team_id} is not a [[team]] in {}",
-                path.display()
-            ));
-            return Exit::Usage;
-        };
-        if let Some(problem) = crate::engine::admission::name_problem(name) {
-            eprintln!(
-                "error: --name {name:?}: the daemon cannot manage this key: {}",
-                problem.describe()
-            );
-            return Exit::Usage;
-        }
-        if !team.matcher().is_match(name) {
-            fail(format_args!("--name {name} matches none of team {team_id}'s keys patterns in {}: the daemon does not manage it",
-                path.display()));
-            return Exit::Usage;
-        }
+    if let SweepMode::RotateNow(lineage) = &mode {
+        check_rotate_target(&config, path, lineage)?;
     }
     // A dry run only reads; anything that acts holds the instance lock.
     let _lock = if mode == SweepMode::DryRun {
         None
     } else {
-        match super::lock(&config) {
-            Ok(lock) => Some(lock),
-            Err(exit) => return exit,
-        }
+        Some(super::lock(&config)?)
     };
-    let engine = match services::engine(&config, credentials, Arc::new(SystemClock), access).await {
-        Ok(e) => e,
-        Err(e) => {
-            fail(&e.message);
-            return e.exit;
-        }
-    };
-    let alerts = match (&mode, &config.notify) {
-        (SweepMode::DryRun, _) | (_, None) => None,
-        (_, Some(n)) => match Notifier::new(&n.webhook_url, Duration::from_secs(10)) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                fail(format_args!("{}: notify.webhook_url: {e}", path.display()));
-                return Exit::Usage;
-            }
-        },
+    let engine = App::from_config(&config, credentials, access)
+        .build()
+        .await?;
+    let alerts = match mode {
+        SweepMode::DryRun => None,
+        _ => services::alerts(&config, path)?,
     };
     match engine.sweep(&mode).await {
         Ok(report) => {
@@ -90,11 +54,53 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> Exit {
                 masv.logins,
                 engine.secrets().requests()
             );
-            report.exit()
+            Ok(report.exit())
         }
-        Err(e) => {
-            fail(e);
-            Exit::Usage
+        Err(e) => Err(CommandError::usage(e)),
+    }
+}
+
+/// `rotate` names a lineage the config manages: a team of the config, a name
+/// the daemon can manage, matched by one of the team's patterns.
+fn check_rotate_target(
+    config: &Config,
+    path: &Path,
+    LineageId { team_id, name }: &LineageId,
+) -> Result<(), CommandError> {
+    let Some(team) = config.teams.iter().find(|t| &t.id == team_id) else {
+        return Err(CommandError::usage(format_args!(
+            "--team {team_id} is not a [[team]] in {}",
+            path.display()
+        )));
+    };
+    if let Some(problem) = crate::engine::admission::name_problem(name) {
+        return Err(CommandError::usage(format_args!(
+            "--name {name:?}: the daemon cannot manage this key: {}",
+            problem.describe()
+        )));
+    }
+    if !team.matcher().is_match(name) {
+        return Err(CommandError::usage(format_args!("--name {name} matches none of team {team_id}'s keys patterns in {}: the daemon does not manage it",
+            path.display())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::escape::{escaped, needs_escape};
+
+    /// `rotate` quotes a refused name with `{:?}`, which already writes every
+    /// character `escaped` would replace as an escape: printed through the one
+    /// error path, the message keeps its bytes.
+    #[test]
+    fn a_refused_name_reads_the_same_through_the_error_path() {
+        let risky = (0..=u32::from(char::MAX))
+            .filter_map(char::from_u32)
+            .filter(|&c| needs_escape(c));
+        for c in risky {
+            let quoted = format!("{:?}", format!("ci-{c}"));
+            assert_eq!(escaped(&quoted).to_string(), quoted, "{c:?}");
         }
     }
 }

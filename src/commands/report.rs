@@ -16,10 +16,9 @@ use std::path::Path;
 
 use clap::ValueEnum;
 
-use super::fail;
 use super::status::when;
 use crate::escape::escaped;
-use crate::exit::Exit;
+use crate::exit::{CommandError, CommandResult, Exit};
 use crate::view::View;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,23 +188,14 @@ pub fn json(view: &View) -> Result<String, serde_json::Error> {
     )
 }
 
-pub async fn run(path: &Path, format: ReportFormat) -> Exit {
-    let view = match super::offline_view(path).await {
-        Ok(v) => v,
-        Err(exit) => return exit,
-    };
+pub async fn run(path: &Path, format: ReportFormat) -> CommandResult {
+    let view = super::offline_view(path).await?;
     match format {
         ReportFormat::Md => print!("{}", markdown(&view)),
         ReportFormat::Csv => print!("{}", csv(&view)),
-        ReportFormat::Json => match json(&view) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                fail(e);
-                return Exit::ActionFailed;
-            }
-        },
+        ReportFormat::Json => println!("{}", json(&view).map_err(CommandError::failed)?),
     }
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 #[cfg(test)]

@@ -11,9 +11,8 @@ use chrono::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use super::fail;
 use crate::clock::{Clock, SystemClock};
-use crate::exit::Exit;
+use crate::exit::{CommandError, CommandResult, Exit};
 use crate::masv::KeyState;
 use crate::simulator::{Role, SeedKey, Simulator};
 
@@ -25,24 +24,22 @@ pub struct SimulateArgs<'a> {
     pub seed_examples: bool,
 }
 
-pub async fn run(args: SimulateArgs<'_>) -> Exit {
+pub async fn run(args: SimulateArgs<'_>) -> CommandResult {
     let password = match std::fs::read_to_string(args.password_file) {
         Ok(p) if !p.trim_end_matches(['\r', '\n']).is_empty() => {
             p.trim_end_matches(['\r', '\n']).to_string()
         }
         Ok(_) => {
-            fail(format_args!(
+            return Err(CommandError::usage(format_args!(
                 "--password-file {}: the file is empty",
                 args.password_file.display()
-            ));
-            return Exit::Usage;
+            )));
         }
         Err(e) => {
-            fail(format_args!(
+            return Err(CommandError::usage(format_args!(
                 "--password-file {}: {e}",
                 args.password_file.display()
-            ));
-            return Exit::Usage;
+            )));
         }
     };
     let clock = Arc::new(SystemClock);
@@ -64,13 +61,9 @@ pub async fn run(args: SimulateArgs<'_>) -> Exit {
         seed("render-node-2", KeyState::Suspended, 40, Some(20));
         seed("personal-laptop", KeyState::Active, 5, None);
     }
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            fail(format_args!("--listen {}: {e}", args.listen));
-            return Exit::Usage;
-        }
-    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| CommandError::usage(format_args!("--listen {}: {e}", args.listen)))?;
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -95,16 +88,10 @@ pub async fn run(args: SimulateArgs<'_>) -> Exit {
                 stop.cancel();
             });
         }
-        _ => {
-            fail("cannot install signal handlers");
-            return Exit::ActionFailed;
-        }
+        _ => return Err(CommandError::failed("cannot install signal handlers")),
     }
-    match sim.serve(listener, shutdown).await {
-        Ok(()) => Exit::Success,
-        Err(e) => {
-            fail(format_args!("simulator: {e}"));
-            Exit::ActionFailed
-        }
-    }
+    sim.serve(listener, shutdown)
+        .await
+        .map_err(|e| CommandError::failed(format_args!("simulator: {e}")))?;
+    Ok(Exit::Success)
 }

@@ -6,9 +6,8 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::fail;
 use crate::escape::escaped;
-use crate::exit::Exit;
+use crate::exit::{CommandError, CommandResult, Exit};
 use crate::view::View;
 
 pub(crate) fn when(t: Option<DateTime<Utc>>) -> String {
@@ -62,24 +61,16 @@ pub fn table(view: &View) -> String {
     out
 }
 
-pub async fn run(path: &Path, json: bool) -> Exit {
-    let view = match super::offline_view(path).await {
-        Ok(v) => v,
-        Err(exit) => return exit,
-    };
+pub async fn run(path: &Path, json: bool) -> CommandResult {
+    let view = super::offline_view(path).await?;
     if json {
         let keys: Vec<_> = view.keys().collect();
-        match serde_json::to_string_pretty(&keys) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                fail(e);
-                return Exit::ActionFailed;
-            }
-        }
+        let text = serde_json::to_string_pretty(&keys).map_err(CommandError::failed)?;
+        println!("{text}");
     } else {
         print!("{}", table(&view));
     }
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 #[cfg(test)]

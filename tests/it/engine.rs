@@ -191,7 +191,7 @@ async fn read_only_vault_token_rolls_back_and_keeps_the_old_key() {
     let w = World::new().await;
     let old = w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
     let token = w.vault.read_only_token().await;
-    let engine = w.engine_with_vault(w.vault_store(&token).await);
+    let engine = w.engine_with_vault(w.vault_store(&token).await).await;
     let r = engine.sweep(&SweepMode::Apply).await.unwrap();
     assert_eq!(r.exit(), Exit::ActionFailed, "{:?}", r.outcomes);
     assert_eq!(w.state(&old.id), Some(KeyState::Active), "old key kept");
@@ -221,6 +221,7 @@ async fn vault_down_fails_with_exit_3_and_changes_nothing() {
         .unwrap();
     let r = w
         .engine_with_vault(down)
+        .await
         .sweep(&SweepMode::Apply)
         .await
         .unwrap();

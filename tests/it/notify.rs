@@ -297,7 +297,7 @@ async fn a_failed_rotation_in_a_real_sweep_reaches_the_webhook_without_secrets()
     // a read-only Vault token makes the rotation fail.
     w.clock.advance(Duration::days(24));
     let token = w.vault.read_only_token().await;
-    let engine = w.engine_with_vault(w.vault_store(&token).await);
+    let engine = w.engine_with_vault(w.vault_store(&token).await).await;
     let report = engine.sweep(&SweepMode::Apply).await.unwrap();
     assert!(
         report

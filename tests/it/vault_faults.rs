@@ -159,6 +159,7 @@ async fn every_vault_fault_at_every_step_is_survived() {
         proxy.inject(case.method.clone(), case.path, case.fault.clone(), 1);
         let r = w
             .engine_with_vault(proxied)
+            .await
             .sweep(&SweepMode::Apply)
             .await
             .unwrap();

@@ -1,18 +1,18 @@
 //! An isolated world for one test: the MASV simulator, a real Vault (OpenBao),
 //! a fresh SQLite file, and one manual clock shared by the simulator and the
-//! engine. `engine()` builds the production adapters over it; calling it again
-//! is a restart.
+//! engine. `engine()` builds the production engine over it with the app builder
+//! the commands use ([`App`]); calling it again is a restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
+use masv_key_rotator::app::{App, ProdEngine, RecordsSource, VaultSource};
 use masv_key_rotator::clock::{Clock, ManualClock, SharedClock};
 use masv_key_rotator::config::Policy;
-use masv_key_rotator::engine::records::Records;
-use masv_key_rotator::engine::{Engine, ManagedTeam, SweepMode, SweepReport};
-use masv_key_rotator::masv::{KeyState, MasvClient, MasvSettings, RetryPolicy};
+use masv_key_rotator::engine::{ManagedTeam, SweepMode, SweepReport};
+use masv_key_rotator::masv::{KeyState, MasvSettings, RetryPolicy};
 use masv_key_rotator::simulator::{RunningSimulator, SeedKey, SeededKey, Simulator};
 use masv_key_rotator::store::{AuditFilter, AuditRow, ChainReport, Store};
 use masv_key_rotator::vault::{StoredSecret, VaultAuth, VaultStore};
@@ -25,7 +25,7 @@ pub const TEAM: &str = "01FB4S68W7RAW4M89801H1C4CR";
 pub const EMAIL: &str = "rotator@studio.example";
 pub const PASSWORD: &str = "correct-horse-battery-staple";
 
-pub type RealEngine = Engine<MasvClient, VaultStore>;
+pub type RealEngine = ProdEngine;
 
 pub struct World {
     pub clock: ManualClock,
@@ -176,16 +176,16 @@ level = "info"
         self.clock.now()
     }
 
-    pub fn masv(&self) -> MasvClient {
-        MasvClient::new(MasvSettings {
+    /// The MASV client's settings: this world's simulator, fast retries.
+    pub fn masv_settings(&self) -> MasvSettings {
+        MasvSettings {
             base_url: self.running.base_url.clone(),
             email: EMAIL.into(),
             password: SecretString::from(PASSWORD.to_string()),
             timeout: *self.masv_timeout.lock().unwrap(),
             max_concurrency: 4,
             retry: fast_retry(),
-        })
-        .unwrap()
+        }
     }
 
     pub async fn vault_store(&self, token: &str) -> VaultStore {
@@ -212,33 +212,32 @@ level = "info"
     /// A fresh engine (a restart) with the root token.
     pub async fn engine(&self) -> RealEngine {
         let vault = self.vault_store(&self.vault.root_token.clone()).await;
-        self.engine_with_vault(vault)
+        self.engine_with_vault(vault).await
     }
 
     /// An engine over a different handle on the state database (read-only, limited…).
     pub async fn engine_with_store(&self, store: Store) -> RealEngine {
         let vault = self.vault_store(&self.vault.root_token.clone()).await;
-        let clock: SharedClock = Arc::new(self.clock.clone());
-        Engine::new(
-            self.masv(),
-            vault,
-            Some(Records::new(store)),
-            clock,
-            vec![self.team()],
-            4,
-        )
+        self.build_engine(vault, store).await
     }
 
-    pub fn engine_with_vault(&self, vault: VaultStore) -> RealEngine {
-        let clock: SharedClock = Arc::new(self.clock.clone());
-        Engine::new(
-            self.masv(),
-            vault,
-            Some(Records::new(self.store.clone())),
-            clock,
+    /// An engine over a different Vault handle (another token, a proxy…).
+    pub async fn engine_with_vault(&self, vault: VaultStore) -> RealEngine {
+        self.build_engine(vault, self.store.clone()).await
+    }
+
+    /// The app builder over this world: its simulator, its clock, its team.
+    async fn build_engine(&self, vault: VaultStore, store: Store) -> RealEngine {
+        App::new(
+            self.masv_settings(),
+            VaultSource::Connected(vault),
+            RecordsSource::Opened(store),
             vec![self.team()],
-            4,
         )
+        .clock(Arc::new(self.clock.clone()))
+        .build()
+        .await
+        .unwrap()
     }
 
     pub async fn sweep(&self) -> SweepReport {
