@@ -21,12 +21,13 @@ use std::sync::Arc;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, Credentials};
-use crate::engine::records::Records;
+use crate::engine::ports::RecordStore;
 use crate::engine::sweep::Heartbeat;
 use crate::engine::{Engine, ManagedTeam};
 use crate::exit::CommandError;
 use crate::masv::{MasvClient, MasvSettings};
 use crate::services::{self, DbAccess};
+use crate::store::Records;
 use crate::store::Store;
 use crate::vault::{VaultSettings, VaultStore};
 
@@ -119,6 +120,7 @@ impl App {
             VaultSource::Connect(settings) => services::connect_vault(*settings).await?,
             VaultSource::Connected(store) => store,
         };
+        let records = records.map(|r| Arc::new(r) as Arc<dyn RecordStore>);
         let engine = Engine::new(masv, vault, records, self.clock, self.teams, concurrency);
         Ok(match self.heartbeat {
             Some(beat) => engine.with_heartbeat(beat),

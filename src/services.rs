@@ -6,10 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::{Config, VaultCredentials};
-use crate::engine::records::Records;
 use crate::exit::{CommandError, Exit};
 use crate::masv::{MasvClient, MasvSettings};
 use crate::notify::Notifier;
+use crate::store::Records;
 use crate::store::Store;
 use crate::vault::{VaultSettings, VaultStore};
 

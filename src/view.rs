@@ -14,8 +14,8 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::engine::model::LineageId;
 use crate::engine::planner::{standing, KeyRole, LineageSnapshot, NextStep};
-use crate::engine::records::Records;
 use crate::masv::{ApiKey, KeyState};
+use crate::store::Records;
 use crate::store::StoreError;
 
 /// One managed key.

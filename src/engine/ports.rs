@@ -1,13 +1,17 @@
 //! The narrow interfaces the engine needs from the outside world.
 //!
-//! The engine is generic over these two traits, so its state machine runs in unit
-//! tests against in-memory fakes, and in production against [`MasvClient`] and
-//! [`VaultStore`]. Both adapters' own error types pass through unchanged: the
-//! engine needs their distinctions (outcome unknown, CAS conflict, unreachable).
+//! The engine is generic over the key API and the secret store, so its state
+//! machine runs in unit tests against in-memory fakes, and in production against
+//! [`MasvClient`] and [`VaultStore`]. The record store is a trait object: one
+//! SQLite implementation (`crate::store::Records`), behind which all the SQL lives.
 
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
+
+use super::audit::NewAuditEntry;
+use super::records::{Change, TeamRecords};
 
 use crate::masv::{ApiKey, CreatedApiKey, KeyAction, MasvClient, MasvError, NewApiKey};
 use crate::vault::{LineageSecret, StoredSecret, VaultError, VaultStore};
@@ -50,6 +54,44 @@ pub trait SecretStore: Send + Sync + 'static {
         secret: &LineageSecret,
         cas: u64,
     ) -> impl Future<Output = Result<u64, VaultError>> + Send;
+}
+
+/// Why the record store could not do what was asked. The step that needed the
+/// write is not taken (nothing further is mutated); the text names the database.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct RecordError {
+    message: String,
+}
+
+impl RecordError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// Where the engine keeps what it must remember between steps and sweeps.
+#[async_trait::async_trait]
+pub trait RecordStore: Send + Sync + 'static {
+    /// Applies state changes and appends their audit rows, atomically; returns
+    /// once they are durable. `at` is the time the rows are stamped with.
+    async fn apply(
+        &self,
+        at: DateTime<Utc>,
+        changes: Vec<Change>,
+        audit: Vec<NewAuditEntry>,
+    ) -> Result<(), RecordError>;
+    /// Everything the planner needs about one team, for its listed managed keys.
+    async fn load_team(&self, team_id: &str, keys: &[&ApiKey]) -> Result<TeamRecords, RecordError>;
+    /// Remembers the team's listed keys (what `status` shows offline).
+    async fn snapshot_keys(
+        &self,
+        team_id: &str,
+        keys: &[&ApiKey],
+        seen_at: DateTime<Utc>,
+    ) -> Result<(), RecordError>;
 }
 
 impl KeyApi for MasvClient {

@@ -14,12 +14,13 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use super::audit::{AuditAction, NewAuditEntry, Outcome};
 use super::failpoints::{Boundary, Crashed, Failpoints};
 use super::model::LineageId;
-use super::records::{Change, Records};
+use super::ports::{RecordError, RecordStore};
+use super::records::Change;
 use crate::clock::SharedClock;
 use crate::masv::MasvError;
-use crate::store::{AuditAction, NewAuditEntry, Outcome, StoreError};
 use crate::vault::VaultError;
 
 /// Why a step did not complete.
@@ -33,7 +34,7 @@ pub enum StepError {
     Vault(#[from] VaultError),
     /// The intent or outcome could not be recorded: nothing further is mutated.
     #[error("state database: {0}")]
-    Store(#[from] StoreError),
+    Store(#[from] RecordError),
     /// A safety check refused the step.
     #[error("refused: {0}")]
     Guard(String),
@@ -89,7 +90,7 @@ impl Recorded {
 
 /// Runs steps against the engine's records, clock and crash points.
 pub(super) struct StepRunner<'a> {
-    pub records: &'a Records,
+    pub records: &'a dyn RecordStore,
     pub clock: &'a SharedClock,
     pub failpoints: &'a Failpoints,
 }
@@ -119,7 +120,7 @@ impl StepRunner<'_> {
             after,
         } = step;
         if !intent.is_empty() {
-            self.records.apply(intent, vec![]).await?;
+            self.records.apply(self.now(), intent, vec![]).await?;
         }
         self.crash_point(before)?;
         let result = call.await;
@@ -139,7 +140,9 @@ impl StepRunner<'_> {
             outcome,
             recorded.detail,
         );
-        self.records.apply(recorded.changes, vec![entry]).await?;
+        self.records
+            .apply(self.now(), recorded.changes, vec![entry])
+            .await?;
         Ok(result)
     }
 
@@ -162,7 +165,7 @@ impl StepRunner<'_> {
             })
             .into_iter()
             .collect();
-        self.records.apply(changes, entries).await?;
+        self.records.apply(self.now(), changes, entries).await?;
         Ok(())
     }
 

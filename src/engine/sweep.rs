@@ -5,6 +5,7 @@
 //! the calls actually in flight to `max_concurrency`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -18,8 +19,9 @@ use super::executor::{Executor, LineageContext, StepError};
 use super::failpoints::{Crashed, Failpoints};
 use super::model::{LineageId, VaultView};
 use super::planner::{plan_lineage, ActionKind, LineagePlan, LineageSnapshot, Note};
+use super::ports::RecordStore;
 use super::ports::{KeyApi, SecretStore};
-use super::records::{Change, Records, TeamRecords};
+use super::records::{Change, TeamRecords};
 use super::step::StepRunner;
 use crate::clock::SharedClock;
 use crate::config::{Config, Policy};
@@ -130,7 +132,7 @@ pub enum SweepError {
 pub struct Engine<K, S> {
     keys: K,
     secrets: S,
-    records: Option<Records>,
+    records: Option<Arc<dyn RecordStore>>,
     clock: SharedClock,
     teams: Vec<ManagedTeam>,
     concurrency: usize,
@@ -147,7 +149,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
     pub fn new(
         keys: K,
         secrets: S,
-        records: Option<Records>,
+        records: Option<Arc<dyn RecordStore>>,
         clock: SharedClock,
         teams: Vec<ManagedTeam>,
         concurrency: usize,
@@ -372,6 +374,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         if mode != &SweepMode::DryRun {
             if let Some(r) = &self.records {
                 r.apply(
+                    self.clock.now(),
                     vec![Change::Vault {
                         lineage: lineage.clone(),
                         view: view.clone(),
@@ -451,7 +454,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             keys: &self.keys,
             secrets: &self.secrets,
             steps: StepRunner {
-                records: records_handle,
+                records: records_handle.as_ref(),
                 clock: &self.clock,
                 failpoints: &self.failpoints,
             },

@@ -10,11 +10,11 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::failpoints::Boundary;
 use super::ports::{KeyApi, SecretStore};
-use super::records::Records;
 use super::{Engine, ManagedTeam, SweepMode, SweepReport};
 use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::config::Policy;
 use crate::masv::{ApiKey, CreatedApiKey, KeyAction, KeyState, MasvError, NewApiKey};
+use crate::store::Records;
 use crate::store::{AuditAction, AuditFilter, ChainReport, Outcome, Store};
 use crate::vault::{LineageSecret, StoredSecret, VaultError};
 
@@ -421,7 +421,7 @@ impl Rig {
         Engine::new(
             self.masv.clone(),
             self.vault.clone(),
-            Some(Records::new(self.store.clone())),
+            Some(std::sync::Arc::new(Records::new(self.store.clone()))),
             clock,
             vec![team],
             4,

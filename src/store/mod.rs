@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod records;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -26,6 +27,7 @@ use crate::state_files;
 use audit::ChainHead;
 pub use audit::{AuditAction, AuditFilter, AuditRow, ChainReport, NewAuditEntry, Outcome};
 pub use error::StoreError;
+pub use records::Records;
 
 /// The most queued writes one transaction carries.
 const MAX_BATCH: usize = 256;

@@ -381,9 +381,10 @@ proptest! {
 async fn load_team_reads_finished_rotations_named_by_listed_keys() {
     use masv_key_rotator::engine::marker;
     use masv_key_rotator::engine::model::{DueReason, RotationPhase, RotationRecord};
-    use masv_key_rotator::engine::records::{Change, Records};
+    use masv_key_rotator::engine::records::Change;
     use masv_key_rotator::engine::LineageId;
     use masv_key_rotator::masv::{ApiKey, KeyState};
+    use masv_key_rotator::store::Records;
 
     let (_dir, store) = fresh().await;
     let records = Records::new(store);
@@ -418,12 +419,16 @@ async fn load_team_reads_finished_rotations_named_by_listed_keys() {
         ("R-open", "b", None),
     ] {
         records
-            .apply(vec![Change::StartRotation(rotation(rid, name))], vec![])
+            .apply(
+                chrono::Utc::now(),
+                vec![Change::StartRotation(rotation(rid, name))],
+                vec![],
+            )
             .await
             .unwrap();
         if let Some(phase) = end {
             records
-                .apply(vec![finish(rid, phase)], vec![])
+                .apply(chrono::Utc::now(), vec![finish(rid, phase)], vec![])
                 .await
                 .unwrap();
         }
