@@ -38,7 +38,8 @@ use tokio::sync::{Mutex, Semaphore};
 use tracing::debug;
 
 use super::answers::{
-    check_key_ids, checked_id, decode_key_list, decode_wiping, describe, excerpt, parse, shown,
+    check_key_ids, checked_id, decode_key_list, decode_wiping, excerpt, exchange_failure, parse,
+    shown,
 };
 pub use super::answers::{BODY_LIMIT, LIST_BODY_LIMIT};
 use super::error::MasvError;
@@ -266,8 +267,8 @@ impl MasvClient {
         let response = match req.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return Exchange::TimedOut,
-            Err(e) if e.is_connect() => return Exchange::NotSent(describe(&e)),
-            Err(e) => return Exchange::Lost(describe(&e)),
+            Err(e) if e.is_connect() => return Exchange::NotSent(exchange_failure(&e)),
+            Err(e) => return Exchange::Lost(exchange_failure(&e)),
         };
         let status = response.status();
         let retry_after = response
@@ -288,7 +289,7 @@ impl MasvClient {
             },
             Ok(None) => Exchange::TooLarge { status, limit },
             Err(e) if e.is_timeout() => Exchange::TimedOut,
-            Err(e) => Exchange::Lost(describe(&e)),
+            Err(e) => Exchange::Lost(exchange_failure(&e)),
         }
     }
 

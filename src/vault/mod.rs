@@ -45,6 +45,7 @@ pub use transport::VAULT_BODY_LIMIT;
 use crate::bounded_body::read_limited;
 
 use crate::config::{SecretSource, VaultConfig, VaultCredentials};
+use crate::error_chain::describe;
 use crate::redact;
 
 /// How the daemon authenticates to Vault.
@@ -252,17 +253,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct VaultStore {
     inner: Arc<Inner>,
-}
-
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl Inner {
