@@ -39,8 +39,8 @@ use vaultrs::error::ClientError;
 use zeroize::Zeroize;
 
 pub use error::VaultError;
-use transport::Transport;
 pub use transport::VAULT_BODY_LIMIT;
+use transport::{AnswerRefused, Transport};
 
 use crate::bounded_body::read_limited;
 
@@ -833,7 +833,10 @@ async fn raw_json(
         .map_err(failed)?
         .ok_or_else(|| ClientError::RestClientError {
             source: rustify::errors::ClientError::ResponseError {
-                source: anyhow::anyhow!("answer larger than {} bytes, refused", transport.limit()),
+                source: AnswerRefused::Raw {
+                    limit: transport.limit(),
+                }
+                .into(),
             },
         })?;
     let text = String::from_utf8_lossy(&body);
