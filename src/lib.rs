@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod error_chain;
 pub mod escape;
 pub mod exit;
 pub mod local_http;

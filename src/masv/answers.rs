@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::error::MasvError;
 use super::ids::is_masv_id;
 use super::types::ApiKey;
-use crate::redact;
+use crate::{error_chain, redact};
 
 /// The most a key list may weigh (some thousands of keys).
 pub const LIST_BODY_LIMIT: usize = 8 * 1024 * 1024;
@@ -32,15 +32,9 @@ pub(super) fn excerpt(body: &[u8]) -> String {
     redact::excerpt(&message, EXCERPT_CHARS)
 }
 
-pub(super) fn describe(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    redact::excerpt(&out, 2 * EXCERPT_CHARS)
+/// A failed exchange's error and its causes, cleaned and cut for an error message.
+pub(super) fn exchange_failure(e: &reqwest::Error) -> String {
+    redact::excerpt(&error_chain::describe(e), 2 * EXCERPT_CHARS)
 }
 
 /// An id as an error message shows it: plain when it is a MASV id, else quoted

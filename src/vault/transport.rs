@@ -16,6 +16,22 @@ use crate::bounded_body::read_limited;
 /// The most any Vault answer may weigh (a secret, its metadata, a login).
 pub const VAULT_BODY_LIMIT: usize = 256 * 1024;
 
+/// An answer refused for passing the size limit, as the error source rustify
+/// carries in `ResponseError`.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerRefused {
+    /// The answer to a vaultrs endpoint.
+    #[error("answer to {method} {url} larger than {limit} bytes, refused")]
+    Endpoint {
+        method: String,
+        url: String,
+        limit: usize,
+    },
+    /// The answer to a raw call (an endpoint vaultrs does not wrap).
+    #[error("answer larger than {limit} bytes, refused")]
+    Raw { limit: usize },
+}
+
 /// An HTTP client for one Vault address that reads answers up to a limit.
 pub struct Transport {
     base: String,
@@ -131,10 +147,12 @@ impl rustify::client::Client for Transport {
             .await
             .map_err(|e| HttpError::ResponseError { source: e.into() })?
             .ok_or_else(|| HttpError::ResponseError {
-                source: anyhow::anyhow!(
-                    "answer to {method} {url} larger than {} bytes, refused",
-                    self.limit
-                ),
+                source: AnswerRefused::Endpoint {
+                    method,
+                    url,
+                    limit: self.limit,
+                }
+                .into(),
             })?;
         answer
             .body(body.to_vec())

@@ -1,0 +1,259 @@
+//! The KV v2 operations on a lineage's secret: read (the latest or one
+//! version), a check-and-set write read back field by field, the history and
+//! the custom metadata. A key name that cannot be one path segment is refused
+//! before anything is sent.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rustify::endpoint::Endpoint;
+use vaultrs::api::kv2::requests::{
+    ReadSecretMetadataRequest, ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequest,
+    SetSecretRequestOptions,
+};
+use vaultrs::api::kv2::responses::ReadSecretMetadataResponse;
+use vaultrs::error::ClientError;
+
+use super::error::{latest_deleted, local_error};
+use super::secret::{first_difference, Fields};
+use super::session::Caller;
+use super::{LineageSecret, StoredSecret, VaultError, VaultStore, VersionInfo};
+
+impl VaultStore {
+    /// The secret's path within the mount: `<path_prefix>/<team>/<name>`.
+    pub fn secret_path(&self, team_id: &str, name: &str) -> String {
+        format!("{}/{team_id}/{name}", self.inner.prefix)
+    }
+
+    /// MASV key names are free text: one with `/`, `.`/`..` or control characters
+    /// would address a path outside the lineage's own (e.g. `ci-../../other`).
+    /// Such a lineage is refused rather than escaped, so its path stays readable.
+    fn checked_path(&self, team_id: &str, name: &str) -> Result<String, VaultError> {
+        let bad = |s: &str| {
+            s.is_empty()
+                || s == "."
+                || s == ".."
+                || s.contains('/')
+                || s.chars().any(char::is_control)
+        };
+        if bad(team_id) || bad(name) {
+            return Err(VaultError::Malformed {
+                path: format!("{}/data/{}/…", self.inner.mount, self.inner.prefix),
+                reason: format!(
+                    "key name {name:?} of team {team_id:?} cannot be a Vault path segment"
+                ),
+            });
+        }
+        Ok(self.secret_path(team_id, name))
+    }
+
+    fn full_path(&self, path: &str) -> String {
+        format!("{}/data/{path}", self.inner.mount)
+    }
+
+    /// The latest version of a lineage's secret, if any.
+    #[tracing::instrument(skip_all, fields(team_id = %team_id, key_name = %name))]
+    pub async fn read(
+        &self,
+        team_id: &str,
+        name: &str,
+    ) -> Result<Option<StoredSecret>, VaultError> {
+        match self.read_at(team_id, name, None).await {
+            Ok(s) => Ok(Some(s)),
+            Err(VaultError::NotFound { path }) => {
+                // Absent, or its latest version deleted? Only the metadata tells.
+                let meta_path = self.checked_path(team_id, name)?;
+                match self.read_metadata(&meta_path).await {
+                    Ok(meta) if meta.current_version > 0 => {
+                        let deleted = meta
+                            .versions
+                            .get(&meta.current_version.to_string())
+                            .is_none_or(|v| !v.deletion_time.is_empty() || v.destroyed);
+                        if deleted {
+                            Err(latest_deleted(path, meta.current_version))
+                        } else {
+                            // Being written right now: KV v2 updates the metadata
+                            // before the new version's data is readable. Read again.
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            self.read_at(team_id, name, None).await.map(Some)
+                        }
+                    }
+                    Ok(_) | Err(VaultError::NotFound { .. }) => Ok(None),
+                    Err(other) => Err(other),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One version of a lineage's secret.
+    #[tracing::instrument(skip_all, fields(team_id = %team_id, key_name = %name, version))]
+    pub async fn read_version(
+        &self,
+        team_id: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<StoredSecret, VaultError> {
+        self.read_at(team_id, name, Some(version)).await
+    }
+
+    async fn read_at(
+        &self,
+        team_id: &str,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<StoredSecret, VaultError> {
+        let path = self.checked_path(team_id, name)?;
+        let full = self.full_path(&path);
+        let client = self.client().await?;
+        let endpoint = ReadSecretRequest::builder()
+            .mount(&self.inner.mount)
+            .path(&path)
+            .version(version)
+            .build()
+            .map_err(|e| local_error(&full, e))?;
+        let response = self.send(&client, endpoint, &full, 0).await?;
+        if response.data.is_null() {
+            return Err(latest_deleted(full, response.metadata.version));
+        }
+        let fields: Fields =
+            serde_json::from_value(response.data).map_err(|e| VaultError::Malformed {
+                path: full.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(StoredSecret {
+            version: response.metadata.version,
+            secret: fields.into_secret(&full)?,
+        })
+    }
+
+    /// Check-and-set write (`cas = 0`: the secret must not exist yet), then the
+    /// custom metadata. Returns the new version.
+    #[tracing::instrument(skip_all, fields(team_id = %secret.team_id, key_name = %secret.key_name, cas))]
+    pub async fn write(&self, secret: &LineageSecret, cas: u64) -> Result<u64, VaultError> {
+        let path = self.checked_path(&secret.team_id, &secret.key_name)?;
+        let full = self.full_path(&path);
+        let client = self.client().await?;
+        let fields = Fields::from_secret(secret);
+        let cas32 = u32::try_from(cas)
+            .map_err(|_| local_error(&full, format!("version {cas} out of range")))?;
+        let data = serde_json::to_value(&fields).map_err(|e| local_error(&full, e))?;
+        drop(fields);
+        let endpoint = SetSecretRequest::builder()
+            .mount(&self.inner.mount)
+            .path(&path)
+            .data(data)
+            .options(SetSecretRequestOptions { cas: cas32 })
+            .build()
+            .map_err(|e| local_error(&full, e))?;
+        let written = self.send(&client, endpoint, &full, cas).await?;
+        let mut custom = HashMap::new();
+        custom.insert("managed_by".to_string(), "masv-key-rotator".to_string());
+        self.inner
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let meta_full = format!("{}/metadata/{path}", self.inner.mount);
+        let endpoint = SetSecretMetadataRequest::builder()
+            .mount(&self.inner.mount)
+            .path(&path)
+            .custom_metadata(custom)
+            .build()
+            .map_err(|e| local_error(&meta_full, e))?;
+        self.inner
+            .transport
+            .exec_empty(client.as_ref(), endpoint)
+            .await
+            .map_err(|e| self.inner.map_err(e, &meta_full, 0))?;
+        Ok(written.version)
+    }
+
+    /// Writes, reads that version back and compares every field, key included.
+    #[tracing::instrument(skip_all, fields(team_id = %secret.team_id, key_name = %secret.key_name, cas))]
+    pub async fn write_verified(
+        &self,
+        secret: &LineageSecret,
+        cas: u64,
+    ) -> Result<u64, VaultError> {
+        let version = self.write(secret, cas).await?;
+        let back = self
+            .read_version(&secret.team_id, &secret.key_name, version)
+            .await?;
+        let path = self.full_path(&self.secret_path(&secret.team_id, &secret.key_name));
+        match first_difference(secret, &back.secret) {
+            Some(field) => Err(VaultError::ReadBackMismatch { path, field }),
+            None => Ok(version),
+        }
+    }
+
+    /// The secret's KV history, oldest first.
+    #[tracing::instrument(skip_all, fields(team_id = %team_id, key_name = %name))]
+    pub async fn versions(
+        &self,
+        team_id: &str,
+        name: &str,
+    ) -> Result<Vec<VersionInfo>, VaultError> {
+        let path = self.secret_path(team_id, name);
+        let full = format!("{}/metadata/{path}", self.inner.mount);
+        let meta = self.read_metadata(&path).await?;
+        let mut out = Vec::new();
+        for (v, m) in meta.versions {
+            let version = v.parse::<u64>().map_err(|e| VaultError::Malformed {
+                path: full.clone(),
+                reason: e.to_string(),
+            })?;
+            let created_time = DateTime::parse_from_rfc3339(&m.created_time)
+                .map_err(|e| VaultError::Malformed {
+                    path: full.clone(),
+                    reason: e.to_string(),
+                })?
+                .with_timezone(&Utc);
+            out.push(VersionInfo {
+                version,
+                created_time,
+                destroyed: m.destroyed,
+                deleted: !m.deletion_time.is_empty(),
+            });
+        }
+        out.sort_by_key(|v| v.version);
+        Ok(out)
+    }
+
+    /// The secret's custom metadata.
+    pub async fn custom_metadata(
+        &self,
+        team_id: &str,
+        name: &str,
+    ) -> Result<HashMap<String, String>, VaultError> {
+        let path = self.secret_path(team_id, name);
+        let meta = self.read_metadata(&path).await?;
+        Ok(meta.custom_metadata.unwrap_or_default())
+    }
+
+    /// Sends `endpoint` (about `full`, a check-and-set at `cas`); its data.
+    async fn send<E: Endpoint>(
+        &self,
+        client: &Caller,
+        endpoint: E,
+        full: &str,
+        cas: u64,
+    ) -> Result<E::Response, VaultError> {
+        self.inner
+            .transport
+            .exec(client, endpoint)
+            .await
+            .and_then(|r| r.ok_or(ClientError::ResponseDataEmptyError))
+            .map_err(|e| self.inner.map_err(e, full, cas))
+    }
+
+    /// A secret's metadata (`path` within the mount).
+    async fn read_metadata(&self, path: &str) -> Result<ReadSecretMetadataResponse, VaultError> {
+        let full = format!("{}/metadata/{path}", self.inner.mount);
+        let client = self.client().await?;
+        let endpoint = ReadSecretMetadataRequest::builder()
+            .mount(&self.inner.mount)
+            .path(path)
+            .build()
+            .map_err(|e| local_error(&full, e))?;
+        self.send(&client, endpoint, &full, 0).await
+    }
+}
