@@ -91,7 +91,7 @@ impl App {
                 path: config.database.path.clone(),
                 access,
             },
-            ManagedTeam::from_config(config),
+            crate::config::managed_teams(config),
         )
     }
 

@@ -12,9 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::engine::key::{Key, KeyState};
 use crate::engine::model::LineageId;
 use crate::engine::planner::{standing, KeyRole, LineageSnapshot, NextStep};
-use crate::masv::{ApiKey, KeyState};
 use crate::store::Records;
 use crate::store::StoreError;
 
@@ -82,7 +82,7 @@ impl View {
     }
 }
 
-fn age_days(key: &ApiKey, now: DateTime<Utc>) -> Option<i64> {
+fn age_days(key: &Key, now: DateTime<Utc>) -> Option<i64> {
     key.created_at.map(|c| (now - c).num_days())
 }
 
@@ -102,14 +102,14 @@ pub async fn build(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let managed: Vec<&ApiKey> = keys.iter().filter(|k| matcher.is_match(&k.name)).collect();
+        let managed: Vec<&Key> = keys.iter().filter(|k| matcher.is_match(&k.name)).collect();
         let recs = records.load_team(&team.id, &managed).await?;
         let last = records.last_rotations(&team.id).await?;
         let mut names: Vec<String> = managed.iter().map(|k| k.name.clone()).collect();
         names.sort();
         names.dedup();
         for name in names {
-            let lineage_keys: Vec<&ApiKey> = keys.iter().filter(|k| k.name == name).collect();
+            let lineage_keys: Vec<&Key> = keys.iter().filter(|k| k.name == name).collect();
             let standing = standing(&LineageSnapshot {
                 lineage: LineageId::new(&team.id, &name),
                 keys: lineage_keys.clone(),

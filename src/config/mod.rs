@@ -45,7 +45,7 @@ pub use error::ConfigError;
 pub use schedule::{CronSchedule, ScheduleConfig};
 pub use secrets::{Credentials, SecretSource, VaultCredentials};
 pub use sections::{DatabaseConfig, LogConfig, LogFormat, MetricsConfig, NotifyConfig};
-pub use teams::TeamConfig;
+pub use teams::{managed_teams, TeamConfig};
 
 /// Where the config is looked up when `--config` is not given.
 pub const ENV_CONFIG_PATH: &str = "MASV_KEY_ROTATOR_CONFIG";

@@ -123,3 +123,16 @@ fn compile_patterns(patterns: &[String], file: &Path, at: &str) -> Result<GlobSe
         .build()
         .map_err(|e| ConfigError::invalid(file, format!("{at}.keys"), e.to_string()))
 }
+
+/// The teams as the engine manages them.
+pub fn managed_teams(config: &super::Config) -> Vec<crate::engine::ManagedTeam> {
+    config
+        .teams
+        .iter()
+        .map(|t| crate::engine::ManagedTeam {
+            id: t.id.clone(),
+            matcher: t.matcher().clone(),
+            policy: t.policy,
+        })
+        .collect()
+}

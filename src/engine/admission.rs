@@ -9,9 +9,13 @@
 
 use serde::Serialize;
 
+use super::key::Key;
 use crate::escape::needs_escape;
-use crate::masv::types::{DESCRIPTION_MAX_BYTES, NAME_MAX_BYTES};
-use crate::masv::ApiKey;
+
+/// The longest key name the daemon manages (a Vault path segment beyond it is unwieldy).
+pub const NAME_MAX_BYTES: usize = 255;
+/// The longest key description the daemon manages (its own markers are far shorter).
+pub const DESCRIPTION_MAX_BYTES: usize = 4096;
 
 /// A listed key whose pattern matched but which the engine cannot manage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,7 +68,7 @@ pub fn name_problem(name: &str) -> Option<UnmanageableReason> {
 }
 
 /// Why the engine cannot manage `key`, if it cannot.
-pub fn problem(key: &ApiKey) -> Option<UnmanageableReason> {
+pub fn problem(key: &Key) -> Option<UnmanageableReason> {
     name_problem(&key.name).or_else(|| {
         (key.description.len() > DESCRIPTION_MAX_BYTES)
             .then_some(UnmanageableReason::DescriptionTooLong)
@@ -74,16 +78,15 @@ pub fn problem(key: &ApiKey) -> Option<UnmanageableReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::masv::KeyState;
+    use crate::engine::key::KeyState;
 
-    fn key(name: &str, description: &str) -> ApiKey {
-        ApiKey {
+    fn key(name: &str, description: &str) -> Key {
+        Key {
             id: "01F3NH1NRBQWRN7HQDJ2SYGBDH".into(),
             name: name.into(),
             description: description.into(),
             state: KeyState::Active,
             created_at: None,
-            updated_at: None,
             expiry: None,
             last_request_at: None,
         }

@@ -24,13 +24,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::key::Key;
 use super::model::{LineageId, RetirementRecord, RotationRecord, VaultView};
 use super::planner::Action;
+use super::policy::Policy;
 use super::ports::{KeyApi, SecretStore};
 pub use super::step::StepError;
 use super::step::StepRunner;
-use crate::config::Policy;
-use crate::masv::ApiKey;
 
 /// What one lineage sees during one sweep.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub struct LineageContext {
     pub lineage: LineageId,
     pub policy: Policy,
     /// The lineage's keys as listed at the start of the sweep.
-    pub keys: Vec<ApiKey>,
+    pub keys: Vec<Key>,
     pub vault: Option<VaultView>,
     /// Whether `vault` was read from Vault during this sweep (not from the cache).
     pub vault_fresh: bool,
@@ -49,7 +49,7 @@ pub struct LineageContext {
 }
 
 impl LineageContext {
-    pub(super) fn key(&self, id: &str) -> Option<&ApiKey> {
+    pub(super) fn key(&self, id: &str) -> Option<&Key> {
         self.keys.iter().find(|k| k.id == id)
     }
 

@@ -14,6 +14,7 @@ pub mod admission;
 pub mod audit;
 pub mod executor;
 pub mod failpoints;
+pub mod key;
 pub mod marker;
 pub mod model;
 pub mod planner;
@@ -23,6 +24,7 @@ pub mod records;
 mod resume;
 mod retirement;
 mod rotation;
+pub mod secret;
 mod step;
 pub mod sweep;
 

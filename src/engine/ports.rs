@@ -1,9 +1,13 @@
 //! The narrow interfaces the engine needs from the outside world.
 //!
-//! The engine is generic over the key API and the secret store, so its state
-//! machine runs in unit tests against in-memory fakes, and in production against
-//! [`MasvClient`] and [`VaultStore`]. The record store is a trait object: one
-//! SQLite implementation (`crate::store::Records`), behind which all the SQL lives.
+//! The engine owns these traits and their errors; the adapters implement them
+//! (`crate::masv` the key API, `crate::vault` the secret store, `crate::store`
+//! the record store) and the engine imports none of them. It is generic over the
+//! key API and the secret store, so its state machine runs in unit tests against
+//! in-memory fakes; the record store is a trait object, with one SQLite
+//! implementation behind which all the SQL lives. The error kinds are the
+//! distinctions the engine acts on (outcome unknown, not found, conflict,
+//! unreachable); their text is the adapter's own message.
 
 use std::future::Future;
 
@@ -13,32 +17,94 @@ use secrecy::SecretString;
 use super::audit::NewAuditEntry;
 use super::records::{Change, TeamRecords};
 
-use crate::masv::{ApiKey, CreatedApiKey, KeyAction, MasvClient, MasvError, NewApiKey};
-use crate::vault::{LineageSecret, StoredSecret, VaultError, VaultStore};
+use super::key::{CreatedKey, Key, KeyAction, NewKey};
+use super::secret::{LineageSecret, StoredSecret};
 
-/// What the engine does with MASV API keys.
+/// What kind of failure a key API call met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyErrorKind {
+    /// The key API could not be reached, or kept failing (exit code 3).
+    Unreachable,
+    /// A create whose request may have arrived but whose answer was lost.
+    OutcomeUnknown,
+    /// The key does not exist (any more).
+    NotFound,
+    /// The key API refused the change in the key's current state.
+    Conflict,
+    /// Anything else: refused, malformed, rejected.
+    Other,
+}
+
+/// A key API call that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct KeyApiError {
+    kind: KeyErrorKind,
+    message: String,
+}
+
+impl KeyApiError {
+    pub fn new(kind: KeyErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn kind(&self) -> KeyErrorKind {
+        self.kind
+    }
+
+    pub fn is_unreachable(&self) -> bool {
+        self.kind == KeyErrorKind::Unreachable
+    }
+}
+
+/// A secret store call that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SecretStoreError {
+    unreachable: bool,
+    message: String,
+}
+
+impl SecretStoreError {
+    pub fn new(unreachable: bool, message: impl Into<String>) -> Self {
+        Self {
+            unreachable,
+            message: message.into(),
+        }
+    }
+
+    /// The store could not be reached (exit code 3).
+    pub fn is_unreachable(&self) -> bool {
+        self.unreachable
+    }
+}
+
+/// What the engine does with API keys.
 pub trait KeyApi: Send + Sync + 'static {
     fn list_keys(
         &self,
         team_id: &str,
-    ) -> impl Future<Output = Result<Vec<ApiKey>, MasvError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Key>, KeyApiError>> + Send;
     fn create_key(
         &self,
         team_id: &str,
-        new: &NewApiKey,
-    ) -> impl Future<Output = Result<CreatedApiKey, MasvError>> + Send;
+        new: &NewKey,
+    ) -> impl Future<Output = Result<CreatedKey, KeyApiError>> + Send;
     fn set_key_state(
         &self,
         key_id: &str,
         action: KeyAction,
-    ) -> impl Future<Output = Result<(), MasvError>> + Send;
-    fn delete_key(&self, key_id: &str) -> impl Future<Output = Result<(), MasvError>> + Send;
+    ) -> impl Future<Output = Result<(), KeyApiError>> + Send;
+    fn delete_key(&self, key_id: &str) -> impl Future<Output = Result<(), KeyApiError>> + Send;
     /// Proves a key works by using it (`X-API-KEY`).
     fn check_key(
         &self,
         team_id: &str,
         secret: &SecretString,
-    ) -> impl Future<Output = Result<(), MasvError>> + Send;
+    ) -> impl Future<Output = Result<(), KeyApiError>> + Send;
 }
 
 /// What the engine does with lineage secrets.
@@ -47,13 +113,13 @@ pub trait SecretStore: Send + Sync + 'static {
         &self,
         team_id: &str,
         name: &str,
-    ) -> impl Future<Output = Result<Option<StoredSecret>, VaultError>> + Send;
+    ) -> impl Future<Output = Result<Option<StoredSecret>, SecretStoreError>> + Send;
     /// Check-and-set write, then read back and compare; returns the new version.
     fn write_verified(
         &self,
         secret: &LineageSecret,
         cas: u64,
-    ) -> impl Future<Output = Result<u64, VaultError>> + Send;
+    ) -> impl Future<Output = Result<u64, SecretStoreError>> + Send;
 }
 
 /// Why the record store could not do what was asked. The step that needed the
@@ -84,39 +150,12 @@ pub trait RecordStore: Send + Sync + 'static {
         audit: Vec<NewAuditEntry>,
     ) -> Result<(), RecordError>;
     /// Everything the planner needs about one team, for its listed managed keys.
-    async fn load_team(&self, team_id: &str, keys: &[&ApiKey]) -> Result<TeamRecords, RecordError>;
+    async fn load_team(&self, team_id: &str, keys: &[&Key]) -> Result<TeamRecords, RecordError>;
     /// Remembers the team's listed keys (what `status` shows offline).
     async fn snapshot_keys(
         &self,
         team_id: &str,
-        keys: &[&ApiKey],
+        keys: &[&Key],
         seen_at: DateTime<Utc>,
     ) -> Result<(), RecordError>;
-}
-
-impl KeyApi for MasvClient {
-    async fn list_keys(&self, team_id: &str) -> Result<Vec<ApiKey>, MasvError> {
-        MasvClient::list_keys(self, team_id).await
-    }
-    async fn create_key(&self, team_id: &str, new: &NewApiKey) -> Result<CreatedApiKey, MasvError> {
-        MasvClient::create_key(self, team_id, new).await
-    }
-    async fn set_key_state(&self, key_id: &str, action: KeyAction) -> Result<(), MasvError> {
-        MasvClient::set_key_state(self, key_id, action).await
-    }
-    async fn delete_key(&self, key_id: &str) -> Result<(), MasvError> {
-        MasvClient::delete_key(self, key_id).await
-    }
-    async fn check_key(&self, team_id: &str, secret: &SecretString) -> Result<(), MasvError> {
-        MasvClient::check_key(self, team_id, secret).await
-    }
-}
-
-impl SecretStore for VaultStore {
-    async fn read(&self, team_id: &str, name: &str) -> Result<Option<StoredSecret>, VaultError> {
-        VaultStore::read(self, team_id, name).await
-    }
-    async fn write_verified(&self, secret: &LineageSecret, cas: u64) -> Result<u64, VaultError> {
-        VaultStore::write_verified(self, secret, cas).await
-    }
 }

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
+use super::key::Key;
 use super::model::{LineageId, RetirementRecord, RotationPhase, RotationRecord, VaultView};
-use crate::masv::ApiKey;
 
 /// One change to the engine's tables.
 #[derive(Debug, Clone)]
@@ -39,11 +39,11 @@ pub enum Change {
     /// Keep the key snapshot (what `status` shows) in step with what the sweep did.
     SnapshotKey {
         team_id: String,
-        key: ApiKey,
+        key: Key,
     },
     SnapshotState {
         key_id: String,
-        state: crate::masv::KeyState,
+        state: super::key::KeyState,
     },
     SnapshotRemove {
         key_id: String,

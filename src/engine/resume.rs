@@ -6,7 +6,9 @@
 
 use tracing::{info, warn};
 
+use super::audit::{AuditAction, Outcome};
 use super::executor::{Executor, LineageContext};
+use super::key::KeyState;
 use super::model::{
     DueReason, RetirePhase, RetirementRecord, RotationPhase, RotationRecord, VaultView,
 };
@@ -14,8 +16,6 @@ use super::planner::recovery::{self, plan_recovery, DeadKey, RecoveryStep, Vault
 use super::ports::{KeyApi, SecretStore};
 use super::records::Change;
 use super::step::{about, StepError};
-use crate::masv::KeyState;
-use crate::store::{AuditAction, Outcome};
 
 impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
     /// Finishes or undoes a rotation left unfinished by a crash or a failed step.

@@ -5,15 +5,16 @@
 
 use tracing::info;
 
+use super::audit::{AuditAction, Outcome};
 use super::executor::{Executor, LineageContext};
 use super::failpoints::Boundary;
+use super::key::{KeyAction, KeyState};
 use super::model::{RetirePhase, RetirementRecord};
 use super::planner::DeactivateReason;
 use super::ports::{KeyApi, SecretStore};
+use super::ports::{KeyApiError, KeyErrorKind};
 use super::records::Change;
 use super::step::{about, Recorded, StepError};
-use crate::masv::{KeyAction, KeyState, MasvError};
-use crate::store::{AuditAction, Outcome};
 
 impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
     /// Deactivates a replaced key, after re-checking invariant 1.
@@ -74,10 +75,10 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                         format!("{why}; replaced by {}", current.unwrap_or("?")),
                     )
                 },
-                |e: &MasvError| {
-                    let back = match e {
-                        MasvError::Conflict { .. } => RetirePhase::Waiting,
-                        MasvError::NotFound { .. } => RetirePhase::Deleted,
+                |e: &KeyApiError| {
+                    let back = match e.kind() {
+                        KeyErrorKind::Conflict => RetirePhase::Waiting,
+                        KeyErrorKind::NotFound => RetirePhase::Deleted,
                         _ => RetirePhase::Deactivating,
                     };
                     Recorded::new(vec![with_phase(back, None)], e.to_string())
@@ -137,7 +138,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                         detail,
                     )
                 },
-                |e: &MasvError| Recorded::new(vec![], e.to_string()),
+                |e: &KeyApiError| Recorded::new(vec![], e.to_string()),
             )
             .await??;
         Ok(())

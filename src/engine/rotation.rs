@@ -7,31 +7,32 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use tracing::{info, warn};
 
+use super::audit::{AuditAction, Outcome};
 use super::executor::{Executor, LineageContext};
 use super::failpoints::Boundary;
+use super::key::{CreatedKey, Key, KeyAction, KeyState, NewKey};
 use super::marker;
 use super::model::{
     DueReason, LineageId, RetirePhase, RetirementRecord, RotationPhase, RotationRecord, VaultView,
 };
 use super::ports::{KeyApi, SecretStore};
+use super::ports::{KeyApiError, KeyErrorKind, SecretStoreError};
 use super::records::Change;
+use super::secret::LineageSecret;
 use super::step::{about, Recorded, StepError};
-use crate::masv::{ApiKey, CreatedApiKey, KeyAction, KeyState, MasvError, NewApiKey};
-use crate::store::{AuditAction, Outcome};
-use crate::vault::{LineageSecret, VaultError};
 
 /// How a store attempt that returned an error ended, once Vault was looked at.
 #[derive(Debug)]
 pub(super) enum StoreFailure {
     /// Vault does not hold the new key: the rotation rolls back.
     Missing {
-        error: VaultError,
+        error: SecretStoreError,
         view: Option<VaultView>,
     },
     /// Vault could not be read afterwards: the next sweep resumes from "storing".
     Unknown {
-        error: VaultError,
-        read_error: VaultError,
+        error: SecretStoreError,
+        read_error: SecretStoreError,
     },
 }
 
@@ -126,13 +127,13 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         &self,
         ctx: &LineageContext,
         rot: &RotationRecord,
-    ) -> Result<CreatedApiKey, StepError> {
+    ) -> Result<CreatedKey, StepError> {
         let lineage = &ctx.lineage;
         let rid = rot.rotation_id.as_str();
         let expiry = rot.started_at
             + chrono::Duration::from_std(ctx.policy.new_key_lifetime)
                 .unwrap_or(chrono::Duration::MAX);
-        let new = NewApiKey {
+        let new = NewKey {
             name: lineage.name.clone(),
             description: marker::description(rid),
             expiry: Some(expiry),
@@ -147,11 +148,11 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
             .run(
                 step,
                 self.keys.create_key(&lineage.team_id, &new),
-                |created: &CreatedApiKey| {
+                |created: &CreatedKey| {
                     info!(key_id = %created.key.id, "created the new key (inactive until its secret is stored)");
                     let detail = format!(
                         "created inactive, expires {}, replacing {old} ({})",
-                        crate::masv::time::format(created.key.expiry),
+                        super::key::audit_time(created.key.expiry),
                         rot.reason
                     );
                     Recorded::new(
@@ -168,9 +169,9 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                     )
                     .naming(&created.key.id)
                 },
-                |e: &MasvError| match e {
+                |e: &KeyApiError| match e.kind() {
                     // The key may exist. Stay in "creating": the next sweep's list finds it by its marker.
-                    MasvError::OutcomeUnknown { .. } => Recorded::new(
+                    KeyErrorKind::OutcomeUnknown => Recorded::new(
                         vec![Change::phase_failed(rid, RotationPhase::Creating, e)],
                         format!("{e}; the next sweep looks for the key by its marker"),
                     ),
@@ -190,7 +191,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         &self,
         ctx: &LineageContext,
         rot: &RotationRecord,
-        created: &CreatedApiKey,
+        created: &CreatedKey,
     ) -> Result<RotationRecord, StepError> {
         let lineage = &ctx.lineage;
         let rid = rot.rotation_id.as_str();
@@ -346,7 +347,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                         "new key activated",
                     )
                 },
-                |e: &MasvError| {
+                |e: &KeyApiError| {
                     Recorded::new(
                         vec![Change::phase_failed(rid, RotationPhase::Activating, e)],
                         e.to_string(),
@@ -383,7 +384,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                     info!(key_id = %new_id, "verified the new key");
                     verified_changes(ctx, rid, &new_id, replaced_at)
                 },
-                |e: &MasvError| {
+                |e: &KeyApiError| {
                     Recorded::new(
                         vec![Change::phase_failed(rid, RotationPhase::Active, e)],
                         format!("{e}; retried on the next sweep, old key kept"),
@@ -441,7 +442,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                         "deleted the new key (its secret never reached Vault); old key untouched",
                     )
                 },
-                |e: &MasvError| {
+                |e: &KeyApiError| {
                     Recorded::new(
                         vec![Change::phase_failed(rid, RotationPhase::RollingBack, e)],
                         format!("{e}; retried on the next sweep"),
@@ -453,9 +454,9 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
     }
 
     /// Deletes a key; one MASV no longer has counts as deleted.
-    pub(super) async fn delete_if_there(&self, key_id: &str) -> Result<(), MasvError> {
+    pub(super) async fn delete_if_there(&self, key_id: &str) -> Result<(), KeyApiError> {
         match self.keys.delete_key(key_id).await {
-            Err(MasvError::NotFound { .. }) => Ok(()),
+            Err(e) if e.kind() == KeyErrorKind::NotFound => Ok(()),
             other => other,
         }
     }
@@ -504,7 +505,7 @@ fn verified_changes(
             key_id: new_id.to_string(),
         },
     ];
-    let retiring: Vec<&ApiKey> = ctx
+    let retiring: Vec<&Key> = ctx
         .keys
         .iter()
         .filter(|k| k.id != new_id && k.state == KeyState::Active)

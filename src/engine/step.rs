@@ -17,11 +17,9 @@ use chrono::{DateTime, Utc};
 use super::audit::{AuditAction, NewAuditEntry, Outcome};
 use super::failpoints::{Boundary, Crashed, Failpoints};
 use super::model::LineageId;
-use super::ports::{RecordError, RecordStore};
+use super::ports::{KeyApiError, RecordError, RecordStore, SecretStoreError};
 use super::records::Change;
 use crate::clock::SharedClock;
-use crate::masv::MasvError;
-use crate::vault::VaultError;
 
 /// Why a step did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +27,9 @@ pub enum StepError {
     #[error(transparent)]
     Crashed(#[from] Crashed),
     #[error("MASV: {0}")]
-    Masv(#[from] MasvError),
+    Masv(#[from] KeyApiError),
     #[error("Vault: {0}")]
-    Vault(#[from] VaultError),
+    Vault(#[from] SecretStoreError),
     /// The intent or outcome could not be recorded: nothing further is mutated.
     #[error("state database: {0}")]
     Store(#[from] RecordError),

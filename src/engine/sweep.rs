@@ -17,16 +17,16 @@ use tracing::{info, warn};
 use super::admission::{self, Unmanageable};
 use super::executor::{Executor, LineageContext, StepError};
 use super::failpoints::{Crashed, Failpoints};
+use super::key::Key;
 use super::model::{LineageId, VaultView};
 use super::planner::{plan_lineage, ActionKind, LineagePlan, LineageSnapshot, Note};
+use super::policy::Policy;
 use super::ports::RecordStore;
 use super::ports::{KeyApi, SecretStore};
 use super::records::{Change, TeamRecords};
 use super::step::StepRunner;
 use crate::clock::SharedClock;
-use crate::config::{Config, Policy};
 use crate::exit::Exit;
-use crate::masv::ApiKey;
 
 /// Lineages worked on at once per MASV concurrency permit.
 const LINEAGES_PER_PERMIT: usize = 4;
@@ -37,20 +37,6 @@ pub struct ManagedTeam {
     pub id: String,
     pub matcher: GlobSet,
     pub policy: Policy,
-}
-
-impl ManagedTeam {
-    pub fn from_config(config: &Config) -> Vec<ManagedTeam> {
-        config
-            .teams
-            .iter()
-            .map(|t| ManagedTeam {
-                id: t.id.clone(),
-                matcher: t.matcher().clone(),
-                policy: t.policy,
-            })
-            .collect()
-    }
 }
 
 /// What a sweep does.
@@ -270,7 +256,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             }
         };
         let now = self.clock.now();
-        let matched: Vec<&ApiKey> = listed
+        let matched: Vec<&Key> = listed
             .iter()
             .filter(|k| team.matcher.is_match(&k.name))
             .collect();
@@ -312,7 +298,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             }
         }
 
-        let mut by_name: BTreeMap<&str, Vec<&ApiKey>> = BTreeMap::new();
+        let mut by_name: BTreeMap<&str, Vec<&Key>> = BTreeMap::new();
         for k in &managed {
             by_name.entry(k.name.as_str()).or_default().push(k);
         }
@@ -334,7 +320,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         }
 
         let jobs = names.into_iter().map(|name| {
-            let keys: Vec<ApiKey> = by_name
+            let keys: Vec<Key> = by_name
                 .get(name.as_str())
                 .map(|ks| ks.iter().map(|k| (*k).clone()).collect())
                 .unwrap_or_default();
@@ -392,7 +378,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         &self,
         team: &ManagedTeam,
         lineage: LineageId,
-        keys: Vec<ApiKey>,
+        keys: Vec<Key>,
         records: &TeamRecords,
         mode: &SweepMode,
     ) -> Result<LineageResult, Crashed> {

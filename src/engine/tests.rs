@@ -9,14 +9,17 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::failpoints::Boundary;
+use super::key::{CreatedKey, Key, KeyAction, KeyState, NewKey};
 use super::ports::{KeyApi, SecretStore};
+use super::ports::{KeyApiError, SecretStoreError};
+use super::secret::{LineageSecret, StoredSecret};
 use super::{Engine, ManagedTeam, SweepMode, SweepReport};
 use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::config::Policy;
-use crate::masv::{ApiKey, CreatedApiKey, KeyAction, KeyState, MasvError, NewApiKey};
+use crate::masv::MasvError;
 use crate::store::Records;
 use crate::store::{AuditAction, AuditFilter, ChainReport, Outcome, Store};
-use crate::vault::{LineageSecret, StoredSecret, VaultError};
+use crate::vault::VaultError;
 
 const TEAM: &str = "T1";
 
@@ -35,7 +38,7 @@ enum MasvFault {
 
 #[derive(Default)]
 struct MasvState {
-    keys: BTreeMap<String, (ApiKey, String)>,
+    keys: BTreeMap<String, (Key, String)>,
     next: u32,
     faults: Vec<MasvFault>,
     /// Every mutation: (verb, key id).
@@ -74,13 +77,12 @@ impl FakeMasv {
         s.keys.insert(
             id.clone(),
             (
-                ApiKey {
+                Key {
                     id: id.clone(),
                     name: name.into(),
                     description: "by hand".into(),
                     state,
                     created_at: Some(now - created_ago),
-                    updated_at: Some(now - created_ago),
                     expiry: expires_in.map(|d| now + d),
                     last_request_at: None,
                 },
@@ -108,7 +110,7 @@ impl FakeMasv {
         self.state.lock().unwrap().faults.contains(&MasvFault::Down)
     }
 
-    fn key(&self, id: &str) -> Option<ApiKey> {
+    fn key(&self, id: &str) -> Option<Key> {
         self.state
             .lock()
             .unwrap()
@@ -117,7 +119,7 @@ impl FakeMasv {
             .map(|(k, _)| k.clone())
     }
 
-    fn keys_named(&self, name: &str) -> Vec<ApiKey> {
+    fn keys_named(&self, name: &str) -> Vec<Key> {
         self.state
             .lock()
             .unwrap()
@@ -147,8 +149,9 @@ impl FakeMasv {
     }
 }
 
-impl KeyApi for FakeMasv {
-    async fn list_keys(&self, _team_id: &str) -> Result<Vec<ApiKey>, MasvError> {
+/// The fake's calls, failing with the MASV client's own errors.
+impl FakeMasv {
+    async fn masv_list_keys(&self, _team_id: &str) -> Result<Vec<Key>, MasvError> {
         if self.down() {
             return Err(Self::unreachable("list"));
         }
@@ -162,11 +165,7 @@ impl KeyApi for FakeMasv {
             .collect())
     }
 
-    async fn create_key(
-        &self,
-        _team_id: &str,
-        new: &NewApiKey,
-    ) -> Result<CreatedApiKey, MasvError> {
+    async fn masv_create_key(&self, _team_id: &str, new: &NewKey) -> Result<CreatedKey, MasvError> {
         if self.down() {
             return Err(Self::unreachable("create"));
         }
@@ -183,7 +182,7 @@ impl KeyApi for FakeMasv {
             s.next += 1;
             let id = format!("NEW{:03}", s.next);
             let secret = format!("new-secret-{id}-{}", s.next * 7919);
-            let key = ApiKey {
+            let key = Key {
                 id: id.clone(),
                 name: new.name.clone(),
                 description: new.description.clone(),
@@ -192,7 +191,6 @@ impl KeyApi for FakeMasv {
                     KeyAction::Inactive => KeyState::Inactive,
                 },
                 created_at: Some(now),
-                updated_at: Some(now),
                 expiry: new.expiry,
                 last_request_at: None,
             };
@@ -207,13 +205,13 @@ impl KeyApi for FakeMasv {
                 reason: "connection reset".into(),
             });
         }
-        Ok(CreatedApiKey {
+        Ok(CreatedKey {
             key,
             secret: SecretString::from(secret),
         })
     }
 
-    async fn set_key_state(&self, key_id: &str, action: KeyAction) -> Result<(), MasvError> {
+    async fn masv_set_key_state(&self, key_id: &str, action: KeyAction) -> Result<(), MasvError> {
         if self.down() {
             return Err(Self::unreachable("toggle"));
         }
@@ -237,7 +235,7 @@ impl KeyApi for FakeMasv {
         Ok(())
     }
 
-    async fn delete_key(&self, key_id: &str) -> Result<(), MasvError> {
+    async fn masv_delete_key(&self, key_id: &str) -> Result<(), MasvError> {
         if self.down() {
             return Err(Self::unreachable("delete"));
         }
@@ -257,7 +255,7 @@ impl KeyApi for FakeMasv {
         Ok(())
     }
 
-    async fn check_key(&self, _team_id: &str, secret: &SecretString) -> Result<(), MasvError> {
+    async fn masv_check_key(&self, _team_id: &str, secret: &SecretString) -> Result<(), MasvError> {
         if self.take_fault(MasvFault::RejectCheck) {
             return Err(MasvError::KeyRejected { status: 401 });
         }
@@ -316,8 +314,13 @@ impl FakeVault {
     }
 }
 
-impl SecretStore for FakeVault {
-    async fn read(&self, team_id: &str, name: &str) -> Result<Option<StoredSecret>, VaultError> {
+/// The fake's calls, failing with the Vault adapter's own errors.
+impl FakeVault {
+    async fn vault_read(
+        &self,
+        team_id: &str,
+        name: &str,
+    ) -> Result<Option<StoredSecret>, VaultError> {
         let s = self.state.lock().unwrap();
         if s.down {
             return Err(VaultError::Unreachable {
@@ -346,7 +349,11 @@ impl SecretStore for FakeVault {
         }))
     }
 
-    async fn write_verified(&self, secret: &LineageSecret, cas: u64) -> Result<u64, VaultError> {
+    async fn vault_write_verified(
+        &self,
+        secret: &LineageSecret,
+        cas: u64,
+    ) -> Result<u64, VaultError> {
         let mut s = self.state.lock().unwrap();
         if s.down {
             return Err(VaultError::Unreachable {
@@ -377,6 +384,41 @@ impl SecretStore for FakeVault {
             });
         }
         Ok(entry.len() as u64)
+    }
+}
+
+impl KeyApi for FakeMasv {
+    async fn list_keys(&self, team_id: &str) -> Result<Vec<Key>, KeyApiError> {
+        Ok(self.masv_list_keys(team_id).await?)
+    }
+    async fn create_key(&self, team_id: &str, new: &NewKey) -> Result<CreatedKey, KeyApiError> {
+        Ok(self.masv_create_key(team_id, new).await?)
+    }
+    async fn set_key_state(&self, key_id: &str, action: KeyAction) -> Result<(), KeyApiError> {
+        Ok(self.masv_set_key_state(key_id, action).await?)
+    }
+    async fn delete_key(&self, key_id: &str) -> Result<(), KeyApiError> {
+        Ok(self.masv_delete_key(key_id).await?)
+    }
+    async fn check_key(&self, team_id: &str, secret: &SecretString) -> Result<(), KeyApiError> {
+        Ok(self.masv_check_key(team_id, secret).await?)
+    }
+}
+
+impl SecretStore for FakeVault {
+    async fn read(
+        &self,
+        team_id: &str,
+        name: &str,
+    ) -> Result<Option<StoredSecret>, SecretStoreError> {
+        Ok(self.vault_read(team_id, name).await?)
+    }
+    async fn write_verified(
+        &self,
+        secret: &LineageSecret,
+        cas: u64,
+    ) -> Result<u64, SecretStoreError> {
+        Ok(self.vault_write_verified(secret, cas).await?)
     }
 }
 

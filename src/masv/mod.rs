@@ -4,6 +4,7 @@ mod answers;
 pub mod client;
 pub mod error;
 pub mod ids;
+mod port;
 pub mod retry;
 pub mod time;
 pub mod types;

@@ -4,56 +4,14 @@
 //! without breaking the daemon. The secret `key` appears in exactly one type,
 //! [`CreatedApiKey`], and is held as a [`SecretString`] from the moment it is parsed.
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::time::serde_opt;
+use crate::engine::key::{CreatedKey, Key, NewKey};
 
-/// The state of an API key as MASV reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyState {
-    Active,
-    Inactive,
-    /// Set by MASV; cannot be toggled by anyone through the API.
-    Suspended,
-}
-
-impl KeyState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyState::Active => "active",
-            KeyState::Inactive => "inactive",
-            KeyState::Suspended => "suspended",
-        }
-    }
-}
-
-impl fmt::Display for KeyState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The two states a key can be toggled to (`PUT /api_keys/{id}/{action}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyAction {
-    Active,
-    Inactive,
-}
-
-impl KeyAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyAction::Active => "active",
-            KeyAction::Inactive => "inactive",
-        }
-    }
-}
+pub use crate::engine::key::{KeyAction, KeyState};
 
 /// An API key as listed or updated: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,12 +34,22 @@ pub struct ApiKey {
     pub last_request_at: Option<DateTime<Utc>>,
 }
 
-/// The longest key name the daemon manages (a Vault path segment beyond it is unwieldy).
-pub const NAME_MAX_BYTES: usize = 255;
-/// The longest key description the daemon manages (its own markers are far shorter).
-pub const DESCRIPTION_MAX_BYTES: usize = 4096;
 /// The longest secret `key` the daemon takes from a create answer.
 pub const SECRET_MAX_BYTES: usize = 1024;
+
+impl From<ApiKey> for Key {
+    fn from(k: ApiKey) -> Self {
+        Key {
+            id: k.id,
+            name: k.name,
+            description: k.description,
+            state: k.state,
+            created_at: k.created_at,
+            expiry: k.expiry,
+            last_request_at: k.last_request_at,
+        }
+    }
+}
 
 /// The response to `POST /teams/{team_id}/api_keys`: the only place the secret appears.
 #[derive(Debug, Deserialize)]
@@ -101,6 +69,26 @@ pub struct NewApiKey {
     #[serde(with = "serde_opt")]
     pub expiry: Option<DateTime<Utc>>,
     pub state: KeyAction,
+}
+
+impl From<CreatedApiKey> for CreatedKey {
+    fn from(c: CreatedApiKey) -> Self {
+        CreatedKey {
+            key: c.key.into(),
+            secret: c.secret,
+        }
+    }
+}
+
+impl From<&NewKey> for NewApiKey {
+    fn from(n: &NewKey) -> Self {
+        NewApiKey {
+            name: n.name.clone(),
+            description: n.description.clone(),
+            expiry: n.expiry,
+            state: n.state,
+        }
+    }
 }
 
 /// Body of `PUT /api_keys/{api_key_id}`.

@@ -12,13 +12,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
+use crate::engine::key::Key;
 use crate::engine::marker;
 use crate::engine::model::{
     DueReason, LineageId, RetirePhase, RetirementRecord, RotationPhase, RotationRecord, VaultView,
 };
 use crate::engine::ports::{RecordError, RecordStore};
 use crate::engine::records::{Change, TeamRecords};
-use crate::masv::ApiKey;
 use crate::store::{NewAuditEntry, Store, StoreError};
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -84,17 +84,16 @@ struct PackedSnapshot(
 );
 
 impl PackedSnapshot {
-    fn into_key(self) -> Result<ApiKey, StoreError> {
+    fn into_key(self) -> Result<Key, StoreError> {
         let PackedSnapshot(id, name, description, state, created_at, expiry, last_request_at) =
             self;
-        Ok(ApiKey {
+        Ok(Key {
             state: serde_json::from_value(serde_json::Value::String(state.clone()))
                 .map_err(|_| corrupt(format!("bad key state {state:?}")))?,
             id,
             name,
             description,
             created_at: parse_opt_ts(created_at)?,
-            updated_at: None,
             expiry: parse_opt_ts(expiry)?,
             last_request_at: parse_opt_ts(last_request_at)?,
         })
@@ -144,11 +143,7 @@ impl Records {
     /// in their markers: those are the only ones the planner asks about (is the
     /// marked key an orphan?), and the history grows with every rotation while
     /// the keys do not.
-    pub async fn load_team(
-        &self,
-        team_id: &str,
-        keys: &[&ApiKey],
-    ) -> Result<TeamRecords, StoreError> {
+    pub async fn load_team(&self, team_id: &str, keys: &[&Key]) -> Result<TeamRecords, StoreError> {
         let pool = self.store.pool();
         let mut out = TeamRecords::default();
         // Unfinished rotations in full (a handful; the partial index finds them).
@@ -274,7 +269,7 @@ impl Records {
     }
 
     /// The team's snapshot rows, in no particular order.
-    async fn read_snapshot(&self, team_id: &str) -> Result<Vec<ApiKey>, StoreError> {
+    async fn read_snapshot(&self, team_id: &str) -> Result<Vec<Key>, StoreError> {
         let rows: Vec<PackedSnapshot> = fetch_packed(
             self.store.pool(),
             "read the key snapshot",
@@ -289,7 +284,7 @@ impl Records {
     pub async fn snapshot(
         &self,
         team_id: &str,
-    ) -> Result<(Vec<ApiKey>, Option<DateTime<Utc>>), StoreError> {
+    ) -> Result<(Vec<Key>, Option<DateTime<Utc>>), StoreError> {
         let mut keys = self.read_snapshot(team_id).await?;
         keys.sort_by(|a, b| (&a.name, a.created_at).cmp(&(&b.name, b.created_at)));
         let listed: Option<String> =
@@ -308,16 +303,16 @@ impl Records {
     pub async fn snapshot_keys(
         &self,
         team_id: &str,
-        keys: &[&ApiKey],
+        keys: &[&Key],
         listed_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut before: HashMap<String, ApiKey> = self
+        let mut before: HashMap<String, Key> = self
             .read_snapshot(team_id)
             .await?
             .into_iter()
             .map(|k| (k.id.clone(), k))
             .collect();
-        let upserts: Vec<&ApiKey> = keys
+        let upserts: Vec<&Key> = keys
             .iter()
             .copied()
             .filter(|k| {
@@ -371,14 +366,14 @@ impl RecordStore for Records {
         Ok(Records::apply(self, at, changes, audit).await?)
     }
 
-    async fn load_team(&self, team_id: &str, keys: &[&ApiKey]) -> Result<TeamRecords, RecordError> {
+    async fn load_team(&self, team_id: &str, keys: &[&Key]) -> Result<TeamRecords, RecordError> {
         Ok(Records::load_team(self, team_id, keys).await?)
     }
 
     async fn snapshot_keys(
         &self,
         team_id: &str,
-        keys: &[&ApiKey],
+        keys: &[&Key],
         seen_at: DateTime<Utc>,
     ) -> Result<(), RecordError> {
         Ok(Records::snapshot_keys(self, team_id, keys, seen_at).await?)
@@ -392,7 +387,7 @@ impl From<StoreError> for RecordError {
 }
 
 /// Whether a snapshot row still says what the list says (the fields it stores).
-fn same_snapshot(old: &ApiKey, new: &ApiKey) -> bool {
+fn same_snapshot(old: &Key, new: &Key) -> bool {
     old.name == new.name
         && old.description == new.description
         && old.state == new.state
@@ -405,7 +400,7 @@ fn same_snapshot(old: &ApiKey, new: &ApiKey) -> bool {
 /// `[key_id, team_id, name, description, state, created, expiry, last request, seen_at]`.
 fn snapshot_rows(
     team_id: &str,
-    keys: &[&ApiKey],
+    keys: &[&Key],
     seen_at: DateTime<Utc>,
 ) -> Result<String, StoreError> {
     let seen_at = ts(seen_at);
@@ -616,16 +611,15 @@ mod tests {
     use chrono::{Duration, TimeZone};
 
     use super::*;
-    use crate::masv::KeyState;
+    use crate::engine::key::KeyState;
 
-    fn key(id: &str, used: Option<DateTime<Utc>>) -> ApiKey {
-        ApiKey {
+    fn key(id: &str, used: Option<DateTime<Utc>>) -> Key {
+        Key {
             id: id.into(),
             name: format!("ci-{id}"),
             description: "by hand".into(),
             state: KeyState::Active,
             created_at: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
-            updated_at: None,
             expiry: None,
             last_request_at: used,
         }

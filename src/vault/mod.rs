@@ -22,6 +22,7 @@
 
 mod error;
 mod kv;
+mod port;
 mod secret;
 mod session;
 mod settings;

@@ -2,8 +2,6 @@
 //! written (docs/design.md, section 5): timestamps as RFC 3339 with
 //! milliseconds, an absent one as the zero time.
 
-use std::fmt;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -11,40 +9,7 @@ use zeroize::Zeroize;
 
 use super::VaultError;
 
-/// A lineage's secret as stored in Vault (docs/design.md, section 5).
-#[derive(Clone)]
-pub struct LineageSecret {
-    pub api_key: SecretString,
-    pub key_id: String,
-    pub key_name: String,
-    pub team_id: String,
-    pub expiry: Option<DateTime<Utc>>,
-    pub created_at: Option<DateTime<Utc>>,
-    pub rotated_at: DateTime<Utc>,
-    pub rotation_id: String,
-}
-
-impl fmt::Debug for LineageSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LineageSecret")
-            .field("api_key", &"[REDACTED]")
-            .field("key_id", &self.key_id)
-            .field("key_name", &self.key_name)
-            .field("team_id", &self.team_id)
-            .field("expiry", &self.expiry)
-            .field("created_at", &self.created_at)
-            .field("rotated_at", &self.rotated_at)
-            .field("rotation_id", &self.rotation_id)
-            .finish()
-    }
-}
-
-/// A secret and the KV version it was read from.
-#[derive(Debug, Clone)]
-pub struct StoredSecret {
-    pub version: u64,
-    pub secret: LineageSecret,
-}
+pub use crate::engine::secret::{LineageSecret, StoredSecret};
 
 /// One entry of a secret's KV history.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -448,7 +448,8 @@ async fn load_team_reads_finished_rotations_named_by_listed_keys() {
         key("K2", "a", Some("R-back")),
         key("K3", "a", None),
         key("K4", "a", Some("R-elsewhere")),
-    ];
+    ]
+    .map(masv_key_rotator::engine::key::Key::from);
     let recs = records
         .load_team("T1", &keys.iter().collect::<Vec<_>>())
         .await

@@ -4,10 +4,10 @@
 
 use std::collections::HashSet;
 
+use super::super::key::{Key, KeyState};
 use super::policy;
 use super::{Action, Draft, Facts, KeyRole, LineageSnapshot, NextStep, Note};
 use crate::engine::marker;
-use crate::masv::{ApiKey, KeyState};
 
 /// Adds the notes for every listed key, and the actions for the keys that no
 /// other part plans (`tracked`: the keys the retirements hold).
@@ -51,7 +51,7 @@ pub(super) fn plan(
 /// The rotation whose orphan `key` is: it carries that rotation's create marker,
 /// the rotation is not the open one, and it rolled back (or, for an inactive
 /// key, is unknown: its intent was lost).
-fn orphaned_by<'k>(s: &LineageSnapshot<'_>, key: &'k ApiKey) -> Option<&'k str> {
+fn orphaned_by<'k>(s: &LineageSnapshot<'_>, key: &'k Key) -> Option<&'k str> {
     marker::rotation_id(&key.description).filter(|rid| {
         let ours_open = s
             .open_rotation
@@ -64,7 +64,7 @@ fn orphaned_by<'k>(s: &LineageSnapshot<'_>, key: &'k ApiKey) -> Option<&'k str> 
 }
 
 /// An orphan is deleted while inactive; an active one is only reported.
-fn orphan(s: &LineageSnapshot<'_>, key: &ApiKey, rotation_id: &str, draft: &mut Draft) {
+fn orphan(s: &LineageSnapshot<'_>, key: &Key, rotation_id: &str, draft: &mut Draft) {
     if key.state == KeyState::Inactive {
         draft.actions.push(Action::CleanupOrphan {
             key_id: key.id.clone(),

@@ -21,11 +21,11 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::key::{Key, KeyState};
 use super::model::{
     DueReason, LineageId, RetirementRecord, RotationPhase, RotationRecord, VaultView,
 };
-use crate::config::Policy;
-use crate::masv::{ApiKey, KeyState};
+use super::policy::Policy;
 
 mod listed;
 mod policy;
@@ -41,7 +41,7 @@ pub use standing::{standing, KeyStanding, Standing};
 pub struct LineageSnapshot<'a> {
     pub lineage: LineageId,
     /// The team's listed keys with this lineage's name.
-    pub keys: Vec<&'a ApiKey>,
+    pub keys: Vec<&'a Key>,
     /// What Vault holds for the lineage (None: no secret yet).
     pub vault: Option<VaultView>,
     /// The lineage's unfinished rotation, if any (at most one: invariant 4, docs/design.md).
@@ -240,11 +240,11 @@ pub struct LineagePlan {
 
 /// What the parts of the planner read about the lineage, worked out once.
 struct Facts<'s> {
-    by_id: BTreeMap<&'s str, &'s ApiKey>,
+    by_id: BTreeMap<&'s str, &'s Key>,
     /// The key id in the lineage's Vault secret.
     current_id: Option<&'s str>,
     /// The listed key with that id.
-    current: Option<&'s ApiKey>,
+    current: Option<&'s Key>,
     /// The current key if it is active and verified: invariant 1's precondition
     /// for deactivating anything in this lineage.
     verified_current: Option<&'s str>,
@@ -254,7 +254,7 @@ struct Facts<'s> {
 
 impl<'s> Facts<'s> {
     fn of(s: &'s LineageSnapshot<'_>) -> Self {
-        let by_id: BTreeMap<&str, &ApiKey> = s.keys.iter().map(|k| (k.id.as_str(), *k)).collect();
+        let by_id: BTreeMap<&str, &Key> = s.keys.iter().map(|k| (k.id.as_str(), *k)).collect();
         let current_id = s.vault.as_ref().map(|v| v.key_id.as_str());
         let current = current_id.and_then(|id| by_id.get(id).copied());
         let verified_current = current

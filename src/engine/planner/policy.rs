@@ -8,9 +8,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::config::Policy;
+use super::super::key::{Key, KeyState};
+use super::super::policy::Policy;
 use crate::engine::model::{DueReason, RetirementRecord, VaultView};
-use crate::masv::{ApiKey, KeyState};
 
 fn dur(d: std::time::Duration) -> Duration {
     Duration::from_std(d).unwrap_or(Duration::MAX)
@@ -29,7 +29,7 @@ pub(super) struct RotationDue {
 /// without its listed current key, else when the current key does.
 pub(super) fn rotation_due(
     vault: Option<&VaultView>,
-    current: Option<&ApiKey>,
+    current: Option<&Key>,
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> RotationDue {
@@ -45,7 +45,7 @@ pub(super) fn rotation_due(
 }
 
 /// When the current key falls due, and whether that is now.
-fn current_due(key: &ApiKey, policy: &Policy, now: DateTime<Utc>) -> RotationDue {
+fn current_due(key: &Key, policy: &Policy, now: DateTime<Utc>) -> RotationDue {
     match key.state {
         KeyState::Suspended => {
             return RotationDue {
@@ -88,25 +88,25 @@ fn current_due(key: &ApiKey, policy: &Policy, now: DateTime<Utc>) -> RotationDue
 }
 
 /// Whether a key has gone unused for `unused_after` (never-used keys count from creation).
-pub(super) fn is_stale(key: &ApiKey, policy: &Policy, now: DateTime<Utc>) -> bool {
+pub(super) fn is_stale(key: &Key, policy: &Policy, now: DateTime<Utc>) -> bool {
     let since = key.last_request_at.or(key.created_at);
     since.is_some_and(|t| now - t >= dur(policy.unused_after))
 }
 
 /// Whether a key is stale and still active (an inactive key's idleness is expected).
-pub(super) fn is_stale_active(key: &ApiKey, policy: &Policy, now: DateTime<Utc>) -> bool {
+pub(super) fn is_stale_active(key: &Key, policy: &Policy, now: DateTime<Utc>) -> bool {
     key.state == KeyState::Active && is_stale(key, policy, now)
 }
 
 /// Whether a key was created `max_age` ago or more.
-pub(super) fn is_over_max_age(key: &ApiKey, policy: &Policy, now: DateTime<Utc>) -> bool {
+pub(super) fn is_over_max_age(key: &Key, policy: &Policy, now: DateTime<Utc>) -> bool {
     key.created_at
         .is_some_and(|c| now - c >= dur(policy.max_age))
 }
 
 /// Whether the lineage is overdue: no listed current key, or its due time passed.
 pub(super) fn is_overdue(
-    current: Option<&ApiKey>,
+    current: Option<&Key>,
     next_due: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> bool {
@@ -116,7 +116,7 @@ pub(super) fn is_overdue(
 /// Whether the lineage is within policy: its current key is active, younger
 /// than `max_age` and unexpired, and the lineage is not overdue.
 pub(super) fn is_within_policy(
-    current: Option<&ApiKey>,
+    current: Option<&Key>,
     overdue: bool,
     policy: &Policy,
     now: DateTime<Utc>,
@@ -151,7 +151,7 @@ impl DeactivationDue {
 /// When the replaced `key` of retirement `r` may be deactivated.
 pub(super) fn deactivation_due(
     r: &RetirementRecord,
-    key: &ApiKey,
+    key: &Key,
     policy: &Policy,
 ) -> DeactivationDue {
     let grace_end = r.replaced_at + dur(policy.grace_period);

@@ -5,9 +5,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::super::key::{Key, KeyState};
 use super::super::marker;
 use super::super::model::{DueReason, RotationPhase, RotationRecord};
-use crate::masv::{ApiKey, KeyState};
 
 /// Why a stored incoming key can never be verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,7 @@ pub fn needs_vault(rotation: &RotationRecord) -> bool {
 /// Why an incoming key whose secret reached Vault can never be verified, if so.
 /// Without this a rotation whose new key expired (or was suspended or deleted by
 /// someone) before it could be verified would be resumed forever.
-pub fn dead_incoming(keys: &[ApiKey], key_id: &str, now: DateTime<Utc>) -> Option<DeadKey> {
+pub fn dead_incoming(keys: &[Key], key_id: &str, now: DateTime<Utc>) -> Option<DeadKey> {
     match keys.iter().find(|k| k.id == key_id) {
         None => Some(DeadKey::Gone),
         Some(k) if k.state == KeyState::Suspended => Some(DeadKey::Suspended),
@@ -104,7 +104,7 @@ fn abandon(key_id: &str, why: DeadKey) -> Vec<RecoveryStep> {
 /// read only when [`needs_vault`] says so (None otherwise, or when empty).
 pub fn plan_recovery(
     rotation: &RotationRecord,
-    keys: &[ApiKey],
+    keys: &[Key],
     vault: Option<&VaultHolding>,
     now: DateTime<Utc>,
 ) -> Vec<RecoveryStep> {
@@ -210,14 +210,13 @@ mod tests {
         }
     }
 
-    fn key(id: &str, state: KeyState, description: &str) -> ApiKey {
-        ApiKey {
+    fn key(id: &str, state: KeyState, description: &str) -> Key {
+        Key {
             id: id.into(),
             name: "ci".into(),
             description: description.into(),
             state,
             created_at: Some(now()),
-            updated_at: None,
             expiry: None,
             last_request_at: None,
         }

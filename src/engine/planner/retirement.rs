@@ -10,10 +10,10 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
+use super::super::key::{Key, KeyState};
 use super::policy;
 use super::{Action, DeactivateReason, Draft, Facts, KeyRole, LineageSnapshot, NextStep, Note};
 use crate::engine::model::{RetirePhase, RetirementRecord};
-use crate::masv::{ApiKey, KeyState};
 
 /// What happens next to a retiring key, and when.
 type Step = (NextStep, Option<DateTime<Utc>>);
@@ -65,7 +65,7 @@ fn before_deactivation(
     s: &LineageSnapshot<'_>,
     facts: &Facts<'_>,
     r: &RetirementRecord,
-    key: &ApiKey,
+    key: &Key,
     draft: &mut Draft,
 ) -> Step {
     if key.state == KeyState::Inactive && r.phase == RetirePhase::Waiting {
@@ -99,7 +99,7 @@ fn before_deactivation(
 fn before_deletion(
     s: &LineageSnapshot<'_>,
     r: &RetirementRecord,
-    key: &ApiKey,
+    key: &Key,
     draft: &mut Draft,
 ) -> Step {
     let key_id = key.id.clone();

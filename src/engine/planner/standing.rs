@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, Utc};
 
+use super::super::key::KeyState;
 use super::{plan_lineage, policy, KeyRole, LineageSnapshot, NextStep, Note};
-use crate::masv::KeyState;
 
 /// One lineage's standing.
 #[derive(Debug, Clone, PartialEq, Eq)]

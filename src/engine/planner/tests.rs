@@ -11,14 +11,13 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
 }
 
-fn key(id: &str, state: KeyState) -> ApiKey {
-    ApiKey {
+fn key(id: &str, state: KeyState) -> Key {
+    Key {
         id: id.into(),
         name: "ci-build".into(),
         description: String::new(),
         state,
         created_at: Some(t0() - Duration::days(10)),
-        updated_at: None,
         expiry: Some(t0() + Duration::days(20)),
         last_request_at: Some(t0() - Duration::minutes(1)),
     }
@@ -26,7 +25,7 @@ fn key(id: &str, state: KeyState) -> ApiKey {
 
 #[derive(Debug, Clone)]
 struct World {
-    keys: Vec<ApiKey>,
+    keys: Vec<Key>,
     vault: Option<VaultView>,
     open: Option<RotationRecord>,
     rolled_back: HashSet<String>,
@@ -39,7 +38,7 @@ struct World {
 }
 
 impl World {
-    fn new(keys: Vec<ApiKey>) -> Self {
+    fn new(keys: Vec<Key>) -> Self {
         World {
             keys,
             vault: None,
@@ -601,13 +600,12 @@ prop_compose! {
         rolled in any::<bool>(),
     ) -> World {
         let now = t0();
-        let keys: Vec<ApiKey> = states.iter().enumerate().map(|(i, st)| ApiKey {
+        let keys: Vec<Key> = states.iter().enumerate().map(|(i, st)| Key {
             id: format!("K{i}"),
             name: "ci-build".into(),
             description: if marked[i] { marker::description(&format!("R{i}")) } else { String::new() },
             state: *st,
             created_at: Some(now - Duration::seconds(ages[i])),
-            updated_at: None,
             expiry: Some(now + Duration::seconds(ages[i]) - Duration::days(60)),
             last_request_at: used[i].map(|u| now - Duration::seconds(u)),
         }).collect();
