@@ -4,7 +4,7 @@
 //! lineage's own actions strictly in order); the MASV client's semaphore bounds
 //! the calls actually in flight to `max_concurrency`.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -256,25 +256,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             }
         };
         let now = self.clock.now();
-        let matched: Vec<&Key> = listed
-            .iter()
-            .filter(|k| team.matcher.is_match(&k.name))
-            .collect();
-        result.unmanaged = listed.len() - matched.len();
-        let mut managed = Vec::with_capacity(matched.len());
-        for key in matched {
-            match admission::problem(key) {
-                None => managed.push(key),
-                Some(reason) => {
-                    warn!(key_id = %key.id, reason = %reason.describe(), "key left alone: it cannot be managed");
-                    result.unmanageable.push(Unmanageable {
-                        team_id: team.id.clone(),
-                        key_id: key.id.clone(),
-                        reason,
-                    });
-                }
-            }
-        }
+        let managed = admit(team, &listed, &mut result);
         result.managed = managed.len();
         let records = match &self.records {
             Some(r) => match r.load_team(&team.id, &managed).await {
@@ -298,34 +280,11 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             }
         }
 
-        let mut by_name: BTreeMap<&str, Vec<&Key>> = BTreeMap::new();
-        for k in &managed {
-            by_name.entry(k.name.as_str()).or_default().push(k);
-        }
-        // Lineages known only from the records (all their keys gone) still count.
-        let mut names: BTreeSet<String> = by_name.keys().map(|s| s.to_string()).collect();
-        for (name, view) in &records.vault {
-            if view.is_some() && team.matcher.is_match(name) {
-                names.insert(name.clone());
-            }
-        }
-        for name in records.open.keys() {
-            if team.matcher.is_match(name) {
-                names.insert(name.clone());
-            }
-        }
-        if let SweepMode::RotateNow(l) = mode {
-            names.retain(|n| n == &l.name);
-            names.insert(l.name.clone());
-        }
-
-        let jobs = names.into_iter().map(|name| {
-            let keys: Vec<Key> = by_name
-                .get(name.as_str())
-                .map(|ks| ks.iter().map(|k| (*k).clone()).collect())
-                .unwrap_or_default();
-            self.run_lineage(team, LineageId::new(&team.id, name), keys, &records, mode)
-        });
+        let jobs = lineages(team, &managed, &records, mode)
+            .into_iter()
+            .map(|(name, keys)| {
+                self.run_lineage(team, LineageId::new(&team.id, name), keys, &records, mode)
+            });
         // More lineages than MASV permits, so Vault and database steps overlap the
         // MASV calls; the client's semaphore still bounds MASV to max_concurrency.
         let lineage_results: Vec<Result<LineageResult, Crashed>> = stream::iter(jobs)
@@ -373,68 +332,51 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         Ok((view, true))
     }
 
-    #[tracing::instrument(skip_all, fields(team_id = %lineage.team_id, key_name = %lineage.name))]
-    async fn run_lineage(
+    /// The lineage's context for this sweep, and the planner's plan for it.
+    fn plan(
         &self,
         team: &ManagedTeam,
         lineage: LineageId,
         keys: Vec<Key>,
         records: &TeamRecords,
+        vault: (Option<VaultView>, bool),
         mode: &SweepMode,
-    ) -> Result<LineageResult, Crashed> {
-        let mut result = LineageResult {
-            plan: LineagePlan {
-                lineage: lineage.clone(),
-                actions: vec![],
-                notes: vec![],
-                keys: vec![],
-            },
-            ..LineageResult::default()
-        };
-        let (vault, vault_fresh) = match self.vault_view(&lineage, records, mode).await {
-            Ok(v) => v,
-            Err(e) => {
-                result.unreachable = e.is_unreachable();
-                result.errors.push(match e {
-                    StepError::Store(_) => format!("{lineage}: {e}"),
-                    _ => format!("{lineage}: cannot read Vault: {e}"),
-                });
-                return Ok(result);
-            }
-        };
+    ) -> (LineageContext, LineagePlan) {
         let name = lineage.name.as_str();
         let ctx = LineageContext {
             lineage: lineage.clone(),
             policy: team.policy,
-            vault,
-            vault_fresh,
+            vault: vault.0,
+            vault_fresh: vault.1,
             open_rotation: records.open.get(name).cloned(),
             retirements: records.retirements.get(name).cloned().unwrap_or_default(),
             verified: records.verified.clone(),
             keys,
         };
-        let empty = HashSet::new();
         let plan = plan_lineage(&LineageSnapshot {
             lineage: lineage.clone(),
             keys: ctx.keys.iter().collect(),
             vault: ctx.vault.clone(),
             open_rotation: ctx.open_rotation.clone(),
             rolled_back: records.rolled_back.get(name).cloned().unwrap_or_default(),
-            known_rotations: records
-                .known
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| empty.clone()),
+            known_rotations: records.known.get(name).cloned().unwrap_or_default(),
             retirements: ctx.retirements.clone(),
             verified: &ctx.verified,
             policy: ctx.policy,
             now: self.clock.now(),
             rotate_now: matches!(mode, SweepMode::RotateNow(_)),
         });
-        if mode == &SweepMode::DryRun {
-            result.plan = plan;
-            return Ok(result);
-        }
+        (ctx, plan)
+    }
+
+    /// Carries out the plan's actions in order, stopping between two at shutdown.
+    async fn carry_out(
+        &self,
+        ctx: &LineageContext,
+        plan: &LineagePlan,
+        result: &mut LineageResult,
+    ) -> Result<(), Crashed> {
+        let lineage = &ctx.lineage;
         let records_handle = self.records.as_ref().expect("checked at sweep start");
         let exec = Executor {
             keys: &self.keys,
@@ -454,7 +396,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                 ));
                 break;
             }
-            let outcome = exec.carry_out(&ctx, action).await;
+            let outcome = exec.carry_out(ctx, action).await;
             let (ok, detail) = match outcome {
                 Ok(()) => (true, String::new()),
                 Err(StepError::Crashed(c)) => return Err(c),
@@ -474,12 +416,114 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                 });
             }
         }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(team_id = %lineage.team_id, key_name = %lineage.name))]
+    async fn run_lineage(
+        &self,
+        team: &ManagedTeam,
+        lineage: LineageId,
+        keys: Vec<Key>,
+        records: &TeamRecords,
+        mode: &SweepMode,
+    ) -> Result<LineageResult, Crashed> {
+        let mut result = LineageResult {
+            plan: LineagePlan {
+                lineage: lineage.clone(),
+                actions: vec![],
+                notes: vec![],
+                keys: vec![],
+            },
+            ..LineageResult::default()
+        };
+        let vault = match self.vault_view(&lineage, records, mode).await {
+            Ok(v) => v,
+            Err(e) => {
+                result.unreachable = e.is_unreachable();
+                result.errors.push(match e {
+                    StepError::Store(_) => format!("{lineage}: {e}"),
+                    _ => format!("{lineage}: cannot read Vault: {e}"),
+                });
+                return Ok(result);
+            }
+        };
+        let (ctx, plan) = self.plan(team, lineage.clone(), keys, records, vault, mode);
+        if mode == &SweepMode::DryRun {
+            result.plan = plan;
+            return Ok(result);
+        }
+        self.carry_out(&ctx, &plan, &mut result).await?;
         if !plan.actions.is_empty() {
             info!(actions = plan.actions.len(), "lineage done");
         }
         result.plan = plan;
         Ok(result)
     }
+}
+
+/// The team's listed keys that match its patterns and can be managed; the
+/// others are counted (and the unmanageable ones reported) in `result`.
+fn admit<'k>(team: &ManagedTeam, listed: &'k [Key], result: &mut TeamResult) -> Vec<&'k Key> {
+    let matched: Vec<&Key> = listed
+        .iter()
+        .filter(|k| team.matcher.is_match(&k.name))
+        .collect();
+    result.unmanaged = listed.len() - matched.len();
+    let mut managed = Vec::with_capacity(matched.len());
+    for key in matched {
+        match admission::problem(key) {
+            None => managed.push(key),
+            Some(reason) => {
+                warn!(key_id = %key.id, reason = %reason.describe(), "key left alone: it cannot be managed");
+                result.unmanageable.push(Unmanageable {
+                    team_id: team.id.clone(),
+                    key_id: key.id.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    managed
+}
+
+/// The team's lineages this sweep works on, each with its listed keys.
+/// Lineages known only from the records (all their keys gone) still count.
+fn lineages(
+    team: &ManagedTeam,
+    managed: &[&Key],
+    records: &TeamRecords,
+    mode: &SweepMode,
+) -> Vec<(String, Vec<Key>)> {
+    let mut by_name: BTreeMap<&str, Vec<Key>> = BTreeMap::new();
+    for k in managed {
+        by_name
+            .entry(k.name.as_str())
+            .or_default()
+            .push((*k).clone());
+    }
+    let mut names: BTreeSet<String> = by_name.keys().map(|s| s.to_string()).collect();
+    for (name, view) in &records.vault {
+        if view.is_some() && team.matcher.is_match(name) {
+            names.insert(name.clone());
+        }
+    }
+    for name in records.open.keys() {
+        if team.matcher.is_match(name) {
+            names.insert(name.clone());
+        }
+    }
+    if let SweepMode::RotateNow(l) = mode {
+        names.retain(|n| n == &l.name);
+        names.insert(l.name.clone());
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let keys = by_name.remove(name.as_str()).unwrap_or_default();
+            (name, keys)
+        })
+        .collect()
 }
 
 #[derive(Default)]

@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod error;
 pub mod records;
+mod snapshots;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -6,12 +6,13 @@
 //! the state change and its audit row commit in one transaction, so the audit
 //! log and the state machine can never disagree about what happened.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
+use super::snapshots::{snapshot_rows, write_snapshot};
 use crate::engine::key::Key;
 use crate::engine::marker;
 use crate::engine::model::{
@@ -21,15 +22,15 @@ use crate::engine::ports::{RecordError, RecordStore};
 use crate::engine::records::{Change, TeamRecords};
 use crate::store::{NewAuditEntry, Store, StoreError};
 
-fn ts(t: DateTime<Utc>) -> String {
+pub(super) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn opt_ts(t: Option<DateTime<Utc>>) -> Option<String> {
+pub(super) fn opt_ts(t: Option<DateTime<Utc>>) -> Option<String> {
     t.map(ts)
 }
 
-fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt {
@@ -37,15 +38,15 @@ fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
         })
 }
 
-fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(super) fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
     s.as_deref().map(parse_ts).transpose()
 }
 
-fn corrupt(e: String) -> StoreError {
+pub(super) fn corrupt(e: String) -> StoreError {
     StoreError::Corrupt { reason: e }
 }
 
-fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+pub(super) fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { op, source }
 }
 
@@ -56,7 +57,7 @@ fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 /// thread wake-up) per row; reading the lineages, verified keys and snapshot of
 /// 10,000 keys that way was most of a steady sweep's time. Aggregated in SQLite,
 /// a table arrives as one row.
-async fn fetch_packed<T: serde::de::DeserializeOwned>(
+pub(super) async fn fetch_packed<T: serde::de::DeserializeOwned>(
     pool: &sqlx::SqlitePool,
     op: &'static str,
     sql: &str,
@@ -68,36 +69,6 @@ async fn fetch_packed<T: serde::de::DeserializeOwned>(
     }
     let json: String = query.fetch_one(pool).await.map_err(query_err(op))?;
     serde_json::from_str(&json).map_err(|e| corrupt(format!("{op}: {e}")))
-}
-
-/// A `key_snapshots` row as [`Records::snapshot_keys`] reads it: id, name,
-/// description, state, created, expiry, last request.
-#[derive(serde::Deserialize)]
-struct PackedSnapshot(
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
-impl PackedSnapshot {
-    fn into_key(self) -> Result<Key, StoreError> {
-        let PackedSnapshot(id, name, description, state, created_at, expiry, last_request_at) =
-            self;
-        Ok(Key {
-            state: serde_json::from_value(serde_json::Value::String(state.clone()))
-                .map_err(|_| corrupt(format!("bad key state {state:?}")))?,
-            id,
-            name,
-            description,
-            created_at: parse_opt_ts(created_at)?,
-            expiry: parse_opt_ts(expiry)?,
-            last_request_at: parse_opt_ts(last_request_at)?,
-        })
-    }
 }
 
 /// The engine's handle on the database.
@@ -267,92 +238,6 @@ impl Records {
         }
         Ok(out)
     }
-
-    /// The team's snapshot rows, in no particular order.
-    async fn read_snapshot(&self, team_id: &str) -> Result<Vec<Key>, StoreError> {
-        let rows: Vec<PackedSnapshot> = fetch_packed(
-            self.store.pool(),
-            "read the key snapshot",
-            "SELECT json_group_array(json_array(key_id, key_name, description, state, created_at, expiry, last_request_at)) FROM key_snapshots WHERE team_id = ?",
-            &[team_id],
-        )
-        .await?;
-        rows.into_iter().map(PackedSnapshot::into_key).collect()
-    }
-
-    /// The team's managed keys as last listed, and when they were listed.
-    pub async fn snapshot(
-        &self,
-        team_id: &str,
-    ) -> Result<(Vec<Key>, Option<DateTime<Utc>>), StoreError> {
-        let mut keys = self.read_snapshot(team_id).await?;
-        keys.sort_by(|a, b| (&a.name, a.created_at).cmp(&(&b.name, b.created_at)));
-        let listed: Option<String> =
-            sqlx::query_scalar("SELECT listed_at FROM team_listings WHERE team_id = ?")
-                .bind(team_id)
-                .fetch_optional(self.store.pool())
-                .await
-                .map_err(query_err("read the listing time"))?;
-        let listed = listed.as_deref().map(parse_ts).transpose()?;
-        Ok((keys, listed))
-    }
-
-    /// Brings a team's key snapshot in step with the latest list (managed keys
-    /// only), writing only the keys that are new, changed or gone: a steady sweep
-    /// of thousands of unchanged keys writes one row.
-    pub async fn snapshot_keys(
-        &self,
-        team_id: &str,
-        keys: &[&Key],
-        listed_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut before: HashMap<String, Key> = self
-            .read_snapshot(team_id)
-            .await?
-            .into_iter()
-            .map(|k| (k.id.clone(), k))
-            .collect();
-        let upserts: Vec<&Key> = keys
-            .iter()
-            .copied()
-            .filter(|k| {
-                !before
-                    .remove(&k.id)
-                    .is_some_and(|old| same_snapshot(&old, k))
-            })
-            .collect();
-        let gone: Vec<String> = before.into_keys().collect();
-        // One statement each for all removed and all new or changed keys (a JSON
-        // array bound once): a row per statement cost a worker round trip per
-        // key, and keys in use change their last_request_at every sweep.
-        let gone = serde_json::to_string(&gone).map_err(|e| corrupt(e.to_string()))?;
-        let upserts = snapshot_rows(team_id, &upserts, listed_at)?;
-        let team_id = team_id.to_string();
-        self.store
-            .write(move |tx| {
-                Box::pin(async move {
-                    let conn = tx.conn;
-                    sqlx::query(
-                        "DELETE FROM key_snapshots WHERE key_id IN (SELECT value FROM json_each(?))",
-                    )
-                    .bind(&gone)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(query_err("clear key snapshot"))?;
-                    write_snapshot(conn, &upserts).await?;
-                    sqlx::query(
-                        "INSERT INTO team_listings (team_id, listed_at) VALUES (?, ?) ON CONFLICT (team_id) DO UPDATE SET listed_at = excluded.listed_at",
-                    )
-                    .bind(&team_id)
-                    .bind(ts(listed_at))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(query_err("record the listing time"))?;
-                    Ok(())
-                })
-            })
-            .await
-    }
 }
 
 #[async_trait::async_trait]
@@ -384,58 +269,6 @@ impl From<StoreError> for RecordError {
     fn from(e: StoreError) -> Self {
         RecordError::new(e.to_string())
     }
-}
-
-/// Whether a snapshot row still says what the list says (the fields it stores).
-fn same_snapshot(old: &Key, new: &Key) -> bool {
-    old.name == new.name
-        && old.description == new.description
-        && old.state == new.state
-        && old.created_at == new.created_at
-        && old.expiry == new.expiry
-        && old.last_request_at == new.last_request_at
-}
-
-/// Snapshot rows for [`write_snapshot`]: a JSON array of
-/// `[key_id, team_id, name, description, state, created, expiry, last request, seen_at]`.
-fn snapshot_rows(
-    team_id: &str,
-    keys: &[&Key],
-    seen_at: DateTime<Utc>,
-) -> Result<String, StoreError> {
-    let seen_at = ts(seen_at);
-    serde_json::to_string(
-        &keys
-            .iter()
-            .map(|k| {
-                (
-                    &k.id,
-                    team_id,
-                    &k.name,
-                    &k.description,
-                    k.state.as_str(),
-                    opt_ts(k.created_at),
-                    opt_ts(k.expiry),
-                    opt_ts(k.last_request_at),
-                    &seen_at,
-                )
-            })
-            .collect::<Vec<_>>(),
-    )
-    .map_err(|e| corrupt(e.to_string()))
-}
-
-/// Inserts or replaces the snapshot rows built by [`snapshot_rows`], all in one statement.
-async fn write_snapshot(conn: &mut SqliteConnection, rows: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT OR REPLACE INTO key_snapshots (key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) \
-         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8 FROM json_each(?)",
-    )
-    .bind(rows)
-    .execute(&mut *conn)
-    .await
-    .map_err(query_err("write key snapshot"))?;
-    Ok(())
 }
 
 async fn apply_one(
@@ -607,89 +440,4 @@ fn retirement_from_row(row: &SqliteRow) -> Result<RetirementRecord, StoreError> 
 }
 
 #[cfg(test)]
-mod tests {
-    use chrono::{Duration, TimeZone};
-
-    use super::*;
-    use crate::engine::key::KeyState;
-
-    fn key(id: &str, used: Option<DateTime<Utc>>) -> Key {
-        Key {
-            id: id.into(),
-            name: format!("ci-{id}"),
-            description: "by hand".into(),
-            state: KeyState::Active,
-            created_at: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
-            expiry: None,
-            last_request_at: used,
-        }
-    }
-
-    async fn seen_at(store: &Store) -> BTreeMap<String, String> {
-        sqlx::query_as::<_, (String, String)>("SELECT key_id, seen_at FROM key_snapshots")
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-            .into_iter()
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn snapshot_writes_only_new_changed_and_gone_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
-        let records = Records::new(store.clone());
-        let t1 = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
-        let (a, b, c) = (key("A", None), key("B", None), key("C", None));
-        records.snapshot_keys("T", &[&a, &b, &c], t1).await.unwrap();
-
-        let t2 = t1 + Duration::minutes(5);
-        let b_used = key("B", Some(t2));
-        let d = key("D", None);
-        records
-            .snapshot_keys("T", &[&a, &b_used, &d], t2)
-            .await
-            .unwrap();
-        let seen = seen_at(&store).await;
-        assert_eq!(seen["A"], ts(t1), "an unchanged key is not rewritten");
-        assert_eq!(seen["B"], ts(t2), "a changed key is");
-        assert_eq!(seen["D"], ts(t2), "a new key is");
-        assert!(
-            !seen.contains_key("C"),
-            "a key MASV no longer lists is dropped"
-        );
-
-        let (keys, listed) = records.snapshot("T").await.unwrap();
-        assert_eq!(listed, Some(t2), "the listing time moves on every sweep");
-        let ids: Vec<_> = keys.iter().map(|k| k.id.as_str()).collect();
-        assert_eq!(ids, vec!["A", "B", "D"]);
-        assert_eq!(keys[1].last_request_at, Some(t2));
-        assert_eq!(records.snapshot("other").await.unwrap(), (vec![], None));
-    }
-
-    /// Every field survives the JSON round trips of the bulk write and read;
-    /// teams are kept apart, and an empty list clears only its own team.
-    #[tokio::test]
-    async fn snapshot_round_trips_every_field_per_team() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
-        let records = Records::new(store);
-        let t1 = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
-        let mut odd = key("A", Some(t1 - Duration::milliseconds(1500)));
-        odd.description = "key \"A\", with a comma,\na newline and \\ a backslash".into();
-        odd.state = KeyState::Suspended;
-        odd.expiry = Some(t1 + Duration::days(27));
-        let plain = key("B", None);
-        let other = key("Z", None);
-        records
-            .snapshot_keys("T1", &[&plain, &odd], t1)
-            .await
-            .unwrap();
-        records.snapshot_keys("T2", &[&other], t1).await.unwrap();
-        let (keys, _) = records.snapshot("T1").await.unwrap();
-        assert_eq!(keys, vec![odd, plain], "sorted by name, every field intact");
-        records.snapshot_keys("T1", &[], t1).await.unwrap();
-        assert!(records.snapshot("T1").await.unwrap().0.is_empty());
-        assert_eq!(records.snapshot("T2").await.unwrap().0, vec![other]);
-    }
-}
+mod tests;

@@ -1,0 +1,85 @@
+//! The record store's SQL, against a fresh database file per test.
+use chrono::{Duration, TimeZone};
+
+use super::*;
+use crate::engine::key::KeyState;
+
+fn key(id: &str, used: Option<DateTime<Utc>>) -> Key {
+    Key {
+        id: id.into(),
+        name: format!("ci-{id}"),
+        description: "by hand".into(),
+        state: KeyState::Active,
+        created_at: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
+        expiry: None,
+        last_request_at: used,
+    }
+}
+
+async fn seen_at(store: &Store) -> BTreeMap<String, String> {
+    sqlx::query_as::<_, (String, String)>("SELECT key_id, seen_at FROM key_snapshots")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test]
+async fn snapshot_writes_only_new_changed_and_gone_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+    let records = Records::new(store.clone());
+    let t1 = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    let (a, b, c) = (key("A", None), key("B", None), key("C", None));
+    records.snapshot_keys("T", &[&a, &b, &c], t1).await.unwrap();
+
+    let t2 = t1 + Duration::minutes(5);
+    let b_used = key("B", Some(t2));
+    let d = key("D", None);
+    records
+        .snapshot_keys("T", &[&a, &b_used, &d], t2)
+        .await
+        .unwrap();
+    let seen = seen_at(&store).await;
+    assert_eq!(seen["A"], ts(t1), "an unchanged key is not rewritten");
+    assert_eq!(seen["B"], ts(t2), "a changed key is");
+    assert_eq!(seen["D"], ts(t2), "a new key is");
+    assert!(
+        !seen.contains_key("C"),
+        "a key MASV no longer lists is dropped"
+    );
+
+    let (keys, listed) = records.snapshot("T").await.unwrap();
+    assert_eq!(listed, Some(t2), "the listing time moves on every sweep");
+    let ids: Vec<_> = keys.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, vec!["A", "B", "D"]);
+    assert_eq!(keys[1].last_request_at, Some(t2));
+    assert_eq!(records.snapshot("other").await.unwrap(), (vec![], None));
+}
+
+/// Every field survives the JSON round trips of the bulk write and read;
+/// teams are kept apart, and an empty list clears only its own team.
+#[tokio::test]
+async fn snapshot_round_trips_every_field_per_team() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+    let records = Records::new(store);
+    let t1 = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    let mut odd = key("A", Some(t1 - Duration::milliseconds(1500)));
+    odd.description = "key \"A\", with a comma,\na newline and \\ a backslash".into();
+    odd.state = KeyState::Suspended;
+    odd.expiry = Some(t1 + Duration::days(27));
+    let plain = key("B", None);
+    let other = key("Z", None);
+    records
+        .snapshot_keys("T1", &[&plain, &odd], t1)
+        .await
+        .unwrap();
+    records.snapshot_keys("T2", &[&other], t1).await.unwrap();
+    let (keys, _) = records.snapshot("T1").await.unwrap();
+    assert_eq!(keys, vec![odd, plain], "sorted by name, every field intact");
+    records.snapshot_keys("T1", &[], t1).await.unwrap();
+    assert!(records.snapshot("T1").await.unwrap().0.is_empty());
+    assert_eq!(records.snapshot("T2").await.unwrap().0, vec![other]);
+}
