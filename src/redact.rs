@@ -6,9 +6,10 @@
 //! password, a user token or a new API key back to us inside a message we
 //! print and store. Secrets are remembered here while they are in use:
 //! long-lived ones (the MASV password, the current user token, the Vault
-//! token, the AppRole secret id) under a fixed name that a newer value
-//! replaces; API keys in a small ring of the most recent ones, which covers
-//! every rotation in flight. [`scrub`] replaces each of them, and its JSON
+//! token, the AppRole secret id) under a fixed name, keeping the few most
+//! recent values of each (a reload briefly runs two clients side by side,
+//! each with its own token); API keys in a small ring of the most recent
+//! ones, which covers every rotation in flight. [`scrub`] replaces each of them, and its JSON
 //! escaped form, with `[redacted]`.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -23,12 +24,15 @@ pub const REDACTED: &str = "[redacted]";
 /// How many recent API keys are remembered (far more than can be in flight).
 const RECENT_KEYS: usize = 512;
 
+/// How many recent values of one named secret are remembered.
+const RECENT_PER_SLOT: usize = 8;
+
 /// Shorter values are not secrets worth matching (and would mangle text).
 const MIN_LEN: usize = 4;
 
 #[derive(Default)]
 struct Registry {
-    named: BTreeMap<&'static str, Zeroizing<String>>,
+    named: BTreeMap<&'static str, VecDeque<Zeroizing<String>>>,
     keys: VecDeque<Zeroizing<String>>,
 }
 
@@ -38,15 +42,13 @@ fn registry_mut() -> std::sync::RwLockWriteGuard<'static, Registry> {
     REGISTRY.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Remembers a long-lived secret under `slot`, replacing the slot's previous value.
+/// Remembers a long-lived secret under `slot`, with the slot's few most recent values.
 pub fn remember(slot: &'static str, secret: &SecretString) {
     let value = secret.expose_secret();
     if value.len() < MIN_LEN {
         return;
     }
-    registry_mut()
-        .named
-        .insert(slot, Zeroizing::new(value.to_string()));
+    registry_mut().remember(slot, value);
 }
 
 /// Remembers an API key (a new key's value, or one read from Vault).
@@ -63,6 +65,15 @@ pub fn scrub(text: &str) -> String {
 }
 
 impl Registry {
+    fn remember(&mut self, slot: &'static str, value: &str) {
+        let recent = self.named.entry(slot).or_default();
+        recent.retain(|v| v.as_str() != value);
+        if recent.len() == RECENT_PER_SLOT {
+            recent.pop_front();
+        }
+        recent.push_back(Zeroizing::new(value.to_string()));
+    }
+
     fn remember_key(&mut self, value: &str) {
         if value.len() < MIN_LEN || self.keys.iter().any(|k| k.as_str() == value) {
             return;
@@ -75,7 +86,7 @@ impl Registry {
 
     fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for secret in self.named.values().chain(self.keys.iter()) {
+        for secret in self.named.values().flatten().chain(self.keys.iter()) {
             out = replace_all(out, secret);
             let escaped = serde_json::to_string(secret.as_str()).unwrap_or_default();
             let escaped = escaped.trim_matches('"');
@@ -134,12 +145,20 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_value_replaces_the_slot_and_short_values_are_ignored() {
-        remember("test.slot", &SecretString::from("first-token".to_string()));
-        remember("test.slot", &SecretString::from("second-token".to_string()));
+    fn a_slot_keeps_its_recent_values_and_short_values_are_ignored() {
         remember("test.short", &SecretString::from("ab".to_string()));
-        let out = scrub("first-token second-token ab");
-        assert_eq!(out, format!("first-token {REDACTED} ab"));
+        assert_eq!(scrub("ab"), "ab");
+        // A registry of its own: the global one is shared with parallel tests.
+        let mut r = Registry::default();
+        for i in 0..=RECENT_PER_SLOT {
+            r.remember("test.slot", &format!("token-{i:02}"));
+        }
+        r.remember("test.slot", &format!("token-{RECENT_PER_SLOT:02}"));
+        assert_eq!(r.named["test.slot"].len(), RECENT_PER_SLOT);
+        assert_eq!(r.scrub("token-00"), "token-00", "evicted");
+        for i in 1..=RECENT_PER_SLOT {
+            assert_eq!(r.scrub(&format!("token-{i:02}")), REDACTED);
+        }
     }
 
     #[test]
