@@ -1,14 +1,21 @@
 //! The rotation engine: plan what is due, then carry it out crash-safely.
 //!
+//! It speaks its own model and owns its ports; the adapters (`masv`, `vault`,
+//! `store`) implement them and nothing here imports them or the config
+//! (docs/design.md, section 8).
+//!
 //! * [`admission`] — which listed keys can be managed at all (names are untrusted);
-//! * [`planner`] — a pure function from what the daemon sees to what is due;
-//! * [`executor`] — carries out a lineage's actions: [`rotation`], [`resume`] and
-//!   [`retirement`], each a flat sequence of steps through one runner ([`step`]);
+//! * [`planner`] — pure functions from what the daemon sees to what is due and
+//!   what is safe, including what to do with an unfinished rotation;
+//! * [`executor`] — carries out a lineage's actions: `rotation`, `resume` and
+//!   `retirement`, each a flat sequence of steps through one runner (`step`);
 //! * [`sweep`] — one pass over every team: list once, plan, execute concurrently;
-//! * [`records`] — the state tables the executor writes (with their audit rows);
-//! * [`ports`] — the narrow traits over MASV and Vault the engine depends on;
-//! * [`policy`] — one team's rotation policy, as the config resolved it;
-//! * [`model`], [`marker`], [`failpoints`] — records, the create marker, crash points.
+//! * [`ports`] — the key API, the secret store and the record store, with the
+//!   error kinds the engine acts on;
+//! * [`key`], [`secret`], [`policy`], [`model`], [`records`], [`audit`] — the
+//!   engine's model: keys, secrets, the policy, rotation and retirement records,
+//!   the changes a step writes and the audit vocabulary;
+//! * [`marker`], [`failpoints`] — the create marker, crash points.
 
 pub mod admission;
 pub mod audit;
