@@ -1,13 +1,13 @@
 //! The executor: carries out one lineage's planned actions, one step at a time.
 //!
 //! Each action is one small state machine in a file of its own, written as a
-//! flat sequence of steps that all go through the [`StepRunner`]:
+//! flat sequence of steps that all go through the step runner (`step.rs`):
 //!
-//! * [`rotation`](super::rotation) — create inactive, store, activate, verify
+//! * `rotation` — create inactive, store, activate, verify
 //!   (and roll back a key whose secret did not reach Vault);
-//! * [`resume`](super::resume) — finish or undo a rotation left unfinished, as
+//! * `resume` — finish or undo a rotation left unfinished, as
 //!   the planner's recovery rules say;
-//! * [`retirement`](super::retirement) — deactivate, delete, track, forget.
+//! * `retirement` — deactivate, delete, track, forget.
 //!
 //! ```text
 //! creating ─create(inactive, marker)→ created ─→ storing ─CAS write+read back→ stored
