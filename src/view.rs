@@ -6,8 +6,6 @@
 //! suspended, within policy) is the planner's [`standing`], worked out from the
 //! same snapshot a sweep plans with; this module only gathers and copies.
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -110,19 +108,14 @@ pub async fn build(
         names.dedup();
         for name in names {
             let lineage_keys: Vec<&Key> = keys.iter().filter(|k| k.name == name).collect();
-            let standing = standing(&LineageSnapshot {
-                lineage: LineageId::new(&team.id, &name),
-                keys: lineage_keys.clone(),
-                vault: recs.vault.get(&name).cloned().flatten(),
-                open_rotation: recs.open.get(&name).cloned(),
-                rolled_back: recs.rolled_back.get(&name).cloned().unwrap_or_default(),
-                known_rotations: recs.known.get(&name).cloned().unwrap_or_else(HashSet::new),
-                retirements: recs.retirements.get(&name).cloned().unwrap_or_default(),
-                verified: &recs.verified,
+            let standing = standing(&LineageSnapshot::from_records(
+                &recs,
+                LineageId::new(&team.id, &name),
+                lineage_keys.clone(),
+                recs.vault.get(&name).cloned().flatten(),
                 policy,
                 now,
-                rotate_now: false,
-            });
+            ));
             let current = standing
                 .current_key_id
                 .as_ref()

@@ -342,30 +342,29 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         vault: (Option<VaultView>, bool),
         mode: &SweepMode,
     ) -> (LineageContext, LineagePlan) {
-        let name = lineage.name.as_str();
+        let mut snapshot = LineageSnapshot::from_records(
+            records,
+            lineage.clone(),
+            keys.iter().collect(),
+            vault.0.clone(),
+            team.policy,
+            self.clock.now(),
+        );
+        snapshot.rotate_now = matches!(mode, SweepMode::RotateNow(_));
+        let plan = plan_lineage(&snapshot);
+        let open_rotation = snapshot.open_rotation.take();
+        let retirements = std::mem::take(&mut snapshot.retirements);
+        drop(snapshot);
         let ctx = LineageContext {
-            lineage: lineage.clone(),
+            lineage,
             policy: team.policy,
             vault: vault.0,
             vault_fresh: vault.1,
-            open_rotation: records.open.get(name).cloned(),
-            retirements: records.retirements.get(name).cloned().unwrap_or_default(),
+            open_rotation,
+            retirements,
             verified: records.verified.clone(),
             keys,
         };
-        let plan = plan_lineage(&LineageSnapshot {
-            lineage: lineage.clone(),
-            keys: ctx.keys.iter().collect(),
-            vault: ctx.vault.clone(),
-            open_rotation: ctx.open_rotation.clone(),
-            rolled_back: records.rolled_back.get(name).cloned().unwrap_or_default(),
-            known_rotations: records.known.get(name).cloned().unwrap_or_default(),
-            retirements: ctx.retirements.clone(),
-            verified: &ctx.verified,
-            policy: ctx.policy,
-            now: self.clock.now(),
-            rotate_now: matches!(mode, SweepMode::RotateNow(_)),
-        });
         (ctx, plan)
     }
 

@@ -43,3 +43,58 @@ impl KeyApi for MasvClient {
         Ok(MasvClient::check_key(self, team_id, secret).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_text_and_the_kinds_the_engine_acts_on() {
+        let call = || "POST /teams/T/api_keys".to_string();
+        let cases = [
+            (
+                MasvError::OutcomeUnknown {
+                    call: call(),
+                    reason: "connection reset".into(),
+                },
+                KeyErrorKind::OutcomeUnknown,
+            ),
+            (MasvError::NotFound { call: call() }, KeyErrorKind::NotFound),
+            (
+                MasvError::Conflict {
+                    call: call(),
+                    message: "suspended".into(),
+                },
+                KeyErrorKind::Conflict,
+            ),
+            (
+                MasvError::Timeout { call: call() },
+                KeyErrorKind::Unreachable,
+            ),
+            (
+                MasvError::Server {
+                    call: call(),
+                    status: 503,
+                },
+                KeyErrorKind::Unreachable,
+            ),
+            (
+                MasvError::Unreachable {
+                    call: call(),
+                    reason: "refused".into(),
+                },
+                KeyErrorKind::Unreachable,
+            ),
+            (MasvError::KeyRejected { status: 401 }, KeyErrorKind::Other),
+            (MasvError::Forbidden { call: call() }, KeyErrorKind::Other),
+        ];
+        for (masv, kind) in cases {
+            let text = masv.to_string();
+            let unreachable = masv.is_unreachable();
+            let port = KeyApiError::from(masv);
+            assert_eq!(port.kind(), kind, "{text}");
+            assert_eq!(port.to_string(), text);
+            assert_eq!(port.is_unreachable(), unreachable, "{text}");
+        }
+    }
+}

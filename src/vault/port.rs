@@ -26,3 +26,39 @@ impl SecretStore for VaultStore {
         Ok(VaultStore::write_verified(self, secret, cas).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_text_and_whether_vault_was_unreachable() {
+        let cases = [
+            VaultError::Unreachable {
+                address: "https://vault:8200".into(),
+                reason: "refused".into(),
+            },
+            VaultError::Sealed {
+                address: "https://vault:8200".into(),
+            },
+            VaultError::CasConflict {
+                path: "secret/data/masv/T/ci".into(),
+                expected: 3,
+            },
+            VaultError::PermissionDenied {
+                path: "secret/data/masv/T/ci".into(),
+            },
+        ];
+        for vault in cases {
+            let text = vault.to_string();
+            let unreachable = vault.is_unreachable();
+            let port = SecretStoreError::from(vault);
+            assert_eq!(port.to_string(), text);
+            assert_eq!(port.is_unreachable(), unreachable, "{text}");
+        }
+        assert!(SecretStoreError::from(VaultError::Sealed {
+            address: "a".into()
+        })
+        .is_unreachable());
+    }
+}

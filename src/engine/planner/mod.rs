@@ -26,6 +26,7 @@ use super::model::{
     DueReason, LineageId, RetirementRecord, RotationPhase, RotationRecord, VaultView,
 };
 use super::policy::Policy;
+use super::records::TeamRecords;
 
 mod listed;
 mod policy;
@@ -59,6 +60,34 @@ pub struct LineageSnapshot<'a> {
     /// The operator asked to rotate this lineage now (`rotate --team --name`):
     /// a rotation starts even when none is due, unless one is already under way.
     pub rotate_now: bool,
+}
+
+impl<'a> LineageSnapshot<'a> {
+    /// The snapshot of `lineage` from its team's records and its listed `keys`,
+    /// with the Vault view the caller holds (the records' own, or one read now).
+    pub fn from_records(
+        records: &'a TeamRecords,
+        lineage: LineageId,
+        keys: Vec<&'a Key>,
+        vault: Option<VaultView>,
+        policy: Policy,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let name = lineage.name.as_str();
+        LineageSnapshot {
+            keys,
+            vault,
+            open_rotation: records.open.get(name).cloned(),
+            rolled_back: records.rolled_back.get(name).cloned().unwrap_or_default(),
+            known_rotations: records.known.get(name).cloned().unwrap_or_default(),
+            retirements: records.retirements.get(name).cloned().unwrap_or_default(),
+            verified: &records.verified,
+            policy,
+            now,
+            rotate_now: false,
+            lineage,
+        }
+    }
 }
 
 /// Why a replaced key may now be deactivated.
