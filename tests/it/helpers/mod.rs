@@ -14,3 +14,27 @@ pub fn write_private(path: &std::path::Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
+
+/// The bytes of the database file and of its `-wal`, read by a child process.
+///
+/// Never with `std::fs::read` here: this process holds SQLite connections to the
+/// same file, and closing any other descriptor of it drops every POSIX lock the
+/// process holds on it, SQLite's included. A daemon closing its last connection
+/// then sees no other user, checkpoints and removes the WAL under our open
+/// connection, whose next reads see the database as it was before: rows the
+/// daemon committed appear missing. (This made the kill matrix report, about
+/// once in six runs, "a mutation with no audit row" that the database did hold.)
+pub fn database_bytes(db_path: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
+    let read = |path: std::path::PathBuf| {
+        std::process::Command::new("cat")
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+    };
+    (
+        read(db_path.to_path_buf()),
+        read(db_path.with_extension("db-wal")),
+    )
+}

@@ -442,8 +442,7 @@ level = "info"
             self.sim.deleted_while_active()
         );
         // 5: no secret in the database file.
-        let db = std::fs::read(&self.db_path).unwrap_or_default();
-        let wal = std::fs::read(self.db_path.with_extension("db-wal")).unwrap_or_default();
+        let (db, wal) = super::database_bytes(&self.db_path);
         // The daemon can only ever have seen the secrets of keys it created (the only
         // responses that carry one), user tokens and the password: scan for those.
         let seeded: std::collections::HashSet<String> = keys
