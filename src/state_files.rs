@@ -13,6 +13,11 @@
 //! so nothing can be swapped in between. SQLite opens the database by name: there
 //! the check by name leaves the moment between it and SQLite's open, in a
 //! directory only the daemon's user can write (`StateDirectoryMode=0700`).
+//!
+//! Nothing here opens the database, its `-wal` or its `-shm`: closing any
+//! descriptor of those files in the daemon's process would drop every POSIX
+//! lock the process holds on them, SQLite's included, and another process could
+//! then take the database for unused and remove its WAL (RELIABILITY.md).
 
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
