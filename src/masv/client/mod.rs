@@ -24,9 +24,9 @@
 //!   could echo the password or the key); other quotes are cleaned of every
 //!   secret the daemon holds ([`crate::redact`]) and of control characters.
 //!
-//! The parts: this module (settings, the shared state, URLs), [`login`] (the
-//! user token), [`exchange`] (one HTTP exchange, bounded), [`calls`] (the retry
-//! loops), [`keys`] (the key calls), [`stats`] (the counters).
+//! The parts: this module (settings, the shared state, URLs), `login` (the
+//! user token), `exchange` (one HTTP exchange, bounded), `calls` (the retry
+//! loops), `keys` (the key calls), `stats` (the counters).
 
 mod calls;
 mod exchange;
