@@ -2,7 +2,7 @@
 //!
 //! Two processes sweeping the same state would each believe it owns the
 //! in-flight rotations. `run`, `once` and `rotate` take the lock for their whole
-//! life; a second one refuses with [`Exit::Locked`](crate::exit::Exit::Locked).
+//! life; a second one refuses with [`crate::exit::Exit::Locked`].
 //! The OS releases the lock when the process dies, even on `kill -9`.
 //!
 //! The lock file is opened without following a symbolic link and refused if it

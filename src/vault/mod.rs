@@ -11,14 +11,14 @@
 //! login once two thirds of its lease have passed; each login reads the secret id
 //! anew, so a rotated secret id file is used without a restart.
 //!
-//! Requests are vaultrs endpoints sent through [`transport`], which bounds every
+//! Requests are vaultrs endpoints sent through `transport`, which bounds every
 //! answer's size. Error text from Vault is cleaned of every secret the daemon
 //! holds before it becomes an error.
 //!
-//! The parts: [`settings`] (what the adapter is given), [`session`] (the HTTP
-//! client and logging in), [`secret`] (the secret's shapes and KV fields),
-//! [`kv`] (the KV operations), [`sys`] (seal status and capabilities),
-//! [`error`] (the errors and how vaultrs' map onto them).
+//! The parts: `settings` (what the adapter is given), `session` (the HTTP
+//! client and logging in), `secret` (the secret's shapes and KV fields),
+//! `kv` (the KV operations), `sys` (seal status and capabilities),
+//! `error` (the errors and how vaultrs' map onto them).
 
 mod error;
 mod kv;
