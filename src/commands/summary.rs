@@ -187,6 +187,7 @@ mod tests {
                 key_id: Some(name.to_string()),
                 ok: false,
                 detail: format!("MASV answered 400: {name}"),
+                rotated: None,
             });
             report.outcomes.push(ActionOutcome {
                 lineage,
@@ -194,6 +195,7 @@ mod tests {
                 key_id: Some(format!("{name}-old")),
                 ok: true,
                 detail: String::new(),
+                rotated: None,
             });
             report.errors.push(format!("team x: {name}"));
         }

@@ -32,6 +32,26 @@ use super::ports::{KeyApi, SecretStore};
 pub use super::step::StepError;
 use super::step::StepRunner;
 
+/// A rotation that reached its end: the new key is stored and verified.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rotated {
+    pub rotation_id: String,
+    pub new_key_id: String,
+    /// The key Vault named before (None: the lineage had no stored key).
+    pub previous_key_id: Option<String>,
+}
+
+impl Rotated {
+    /// The record of a rotation whose new key is known.
+    pub(super) fn of(rot: &RotationRecord) -> Self {
+        Rotated {
+            rotation_id: rot.rotation_id.clone(),
+            new_key_id: rot.new_key_id.clone().unwrap_or_default(),
+            previous_key_id: rot.old_key_id.clone(),
+        }
+    }
+}
+
 /// What one lineage sees during one sweep.
 #[derive(Debug, Clone)]
 pub struct LineageContext {
@@ -67,12 +87,18 @@ pub struct Executor<'a, K, S> {
 }
 
 impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
-    /// Carries out one planned action.
-    pub async fn carry_out(&self, ctx: &LineageContext, action: &Action) -> Result<(), StepError> {
-        match action {
-            Action::Rotate { reason, cas, .. } => self.rotate(ctx, *reason, *cas).await,
+    /// Carries out one planned action; a rotation that completed says so.
+    pub async fn carry_out(
+        &self,
+        ctx: &LineageContext,
+        action: &Action,
+    ) -> Result<Option<Rotated>, StepError> {
+        let done = match action {
+            Action::Rotate { reason, cas, .. } => {
+                return self.rotate(ctx, *reason, *cas).await.map(Some)
+            }
             Action::Resume { .. } => match &ctx.open_rotation {
-                Some(rot) => self.resume(ctx, rot).await,
+                Some(rot) => return self.resume(ctx, rot).await,
                 None => Ok(()),
             },
             Action::Deactivate { key_id, reason } => self.deactivate(ctx, key_id, *reason).await,
@@ -83,6 +109,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
             } => self.delete(ctx, key_id, Some(rotation_id)).await,
             Action::Track { key_id } => self.track(ctx, key_id).await,
             Action::Forget { key_id } => self.forget(ctx, key_id).await,
-        }
+        };
+        done.map(|()| None)
     }
 }

@@ -7,7 +7,7 @@
 use tracing::{info, warn};
 
 use super::audit::{AuditAction, Outcome};
-use super::executor::{Executor, LineageContext};
+use super::executor::{Executor, LineageContext, Rotated};
 use super::key::KeyState;
 use super::model::{
     DueReason, RetirePhase, RetirementRecord, RotationPhase, RotationRecord, VaultView,
@@ -24,7 +24,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         &self,
         ctx: &LineageContext,
         rot: &RotationRecord,
-    ) -> Result<(), StepError> {
+    ) -> Result<Option<Rotated>, StepError> {
         info!("resuming an unfinished rotation");
         let vault = if recovery::needs_vault(rot) {
             self.holding(ctx).await?
@@ -33,22 +33,24 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         };
         let steps = plan_recovery(rot, &ctx.keys, vault.as_ref(), self.steps.now());
         let mut rot = rot.clone();
+        let mut rotated = None;
         for step in steps {
-            self.recover(ctx, &mut rot, step).await?;
+            rotated = self.recover(ctx, &mut rot, step).await?.or(rotated);
         }
-        Ok(())
+        Ok(rotated)
     }
 
-    /// Carries out one recovery step; `rot` follows what the steps record.
+    /// Carries out one recovery step; `rot` follows what the steps record. A
+    /// step that completes a rotation (a verify, or a replacement) says so.
     async fn recover(
         &self,
         ctx: &LineageContext,
         rot: &mut RotationRecord,
         step: RecoveryStep,
-    ) -> Result<(), StepError> {
+    ) -> Result<Option<Rotated>, StepError> {
         let lineage = &ctx.lineage;
         let rid = rot.rotation_id.clone();
-        match step {
+        let done = match step {
             RecoveryStep::RecordFound { key_id } => {
                 let audit = about(lineage, Some(&key_id), Some(&rid), AuditAction::Create);
                 let detail = "found by its marker after the create response was lost; its secret is unknown, so it is rolled back";
@@ -79,12 +81,18 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                 Ok(())
             }
             RecoveryStep::Abandon { key_id, why } => self.abandon(ctx, &rid, &key_id, why).await,
-            RecoveryStep::Replace { reason } => self.replace_abandoned(ctx, reason).await,
+            RecoveryStep::Replace { reason } => {
+                return self.replace_abandoned(ctx, reason).await.map(Some)
+            }
             RecoveryStep::Activate { intent_recorded } => {
                 self.activate(ctx, rot, intent_recorded).await
             }
-            RecoveryStep::Verify => self.verify(ctx, rot, None).await,
-        }
+            RecoveryStep::Verify => {
+                self.verify(ctx, rot, None).await?;
+                return Ok(Some(Rotated::of(rot)));
+            }
+        };
+        done.map(|()| None)
     }
 
     /// What Vault holds for the lineage now, as the recovery rules read it.
@@ -155,7 +163,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         &self,
         ctx: &LineageContext,
         reason: DueReason,
-    ) -> Result<(), StepError> {
+    ) -> Result<Rotated, StepError> {
         let view: Option<VaultView> = self.vault_view(&ctx.lineage).await?;
         let cas = view.as_ref().map_or(0, |v| v.version);
         let fresh = LineageContext {

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use tracing::{info, warn};
 
 use super::audit::{AuditAction, Outcome};
-use super::executor::{Executor, LineageContext};
+use super::executor::{Executor, LineageContext, Rotated};
 use super::failpoints::Boundary;
 use super::key::{CreatedKey, Key, KeyAction, KeyState, NewKey};
 use super::marker;
@@ -54,7 +54,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         ctx: &LineageContext,
         reason: DueReason,
         cas: u64,
-    ) -> Result<(), StepError> {
+    ) -> Result<Rotated, StepError> {
         let rotation_id = ulid::Ulid::new().to_string();
         tracing::Span::current().record("rotation_id", rotation_id.as_str());
         let old_key_id = self.vault_unchanged(ctx, cas).await?;
@@ -79,7 +79,8 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         };
         let rot = self.store(ctx, &rot, &created).await?;
         self.activate(ctx, &rot, true).await?;
-        self.verify(ctx, &rot, Some(created.secret)).await
+        self.verify(ctx, &rot, Some(created.secret)).await?;
+        Ok(Rotated::of(&rot))
     }
 
     /// The key Vault holds now, if the version is still the one planned against.

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::admission::{self, Unmanageable};
-use super::executor::{Executor, LineageContext, StepError};
+use super::executor::{Executor, LineageContext, Rotated, StepError};
 use super::failpoints::{Crashed, Failpoints};
 use super::key::Key;
 use super::model::{LineageId, VaultView};
@@ -58,6 +58,9 @@ pub struct ActionOutcome {
     pub key_id: Option<String>,
     pub ok: bool,
     pub detail: String,
+    /// Set when the action completed a rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated: Option<Rotated>,
 }
 
 /// What a sweep did.
@@ -396,13 +399,13 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                 break;
             }
             let outcome = exec.carry_out(ctx, action).await;
-            let (ok, detail) = match outcome {
-                Ok(()) => (true, String::new()),
+            let (ok, detail, rotated) = match outcome {
+                Ok(rotated) => (true, String::new(), rotated),
                 Err(StepError::Crashed(c)) => return Err(c),
                 Err(e) => {
                     warn!(error = %e, action = action.kind().as_str(), "action failed");
                     result.unreachable |= e.is_unreachable();
-                    (false, e.to_string())
+                    (false, e.to_string(), None)
                 }
             };
             if action.mutates() || !ok {
@@ -412,6 +415,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                     key_id: action.key_id().map(str::to_string),
                     ok,
                     detail,
+                    rotated,
                 });
             }
         }

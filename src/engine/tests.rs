@@ -1047,3 +1047,51 @@ async fn new_key_deactivated_by_someone_before_verification_is_activated_again()
     assert_eq!(rotations[0].phase.as_str(), "verified");
     rig.assert_invariants("ci-build").await;
 }
+
+#[tokio::test]
+async fn a_completed_rotation_names_its_new_and_previous_key() {
+    let rig = Rig::new().await;
+    rig.masv.seed(
+        "ci-build",
+        KeyState::Active,
+        Duration::days(10),
+        Some(Duration::days(20)),
+    );
+    let first = rig.sweep().await;
+    let (_, adopted, _) = rig.vault.current("ci-build").expect("stored");
+    let rotated: Vec<_> = first
+        .outcomes
+        .iter()
+        .filter_map(|o| o.rotated.clone())
+        .collect();
+    assert_eq!(rotated.len(), 1, "{:?}", first.outcomes);
+    assert_eq!(rotated[0].new_key_id, adopted);
+    assert_eq!(
+        rotated[0].previous_key_id, None,
+        "adoption replaces no stored key"
+    );
+
+    let lineage = super::LineageId::new(TEAM, "ci-build");
+    let second = rig
+        .engine()
+        .sweep(&SweepMode::RotateNow(lineage))
+        .await
+        .expect("sweep");
+    let (_, newer, _) = rig.vault.current("ci-build").expect("stored");
+    let rotated: Vec<_> = second
+        .outcomes
+        .iter()
+        .filter_map(|o| o.rotated.clone())
+        .collect();
+    assert_eq!(rotated.len(), 1, "{:?}", second.outcomes);
+    assert_eq!(rotated[0].new_key_id, newer);
+    assert_eq!(
+        rotated[0].previous_key_id.as_deref(),
+        Some(adopted.as_str())
+    );
+    assert!(second
+        .outcomes
+        .iter()
+        .filter(|o| o.rotated.is_none())
+        .all(|o| o.ok));
+}

@@ -222,6 +222,7 @@ fn outcome(name: &str, action: ActionKind, ok: bool) -> ActionOutcome {
         } else {
             "permission denied".into()
         },
+        rotated: None,
     }
 }
 

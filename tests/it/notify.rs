@@ -115,6 +115,7 @@ fn failed(name: &str, action: ActionKind, key: Option<&str>, detail: &str) -> Ac
         key_id: key.map(str::to_string),
         ok: false,
         detail: detail.into(),
+        rotated: None,
     }
 }
 
