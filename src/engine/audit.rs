@@ -23,10 +23,14 @@ pub enum AuditAction {
     CleanupOrphan,
     /// A rotation given up because its new key can no longer be verified.
     Abandon,
+    /// The new key's secret written to the lineage's pending path and read back.
+    Stage,
+    /// The verified new key's secret promoted to the lineage's path.
+    Promote,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 9] = [
+    pub const ALL: [AuditAction; 11] = [
         AuditAction::Create,
         AuditAction::Store,
         AuditAction::Activate,
@@ -36,6 +40,8 @@ impl AuditAction {
         AuditAction::Rollback,
         AuditAction::CleanupOrphan,
         AuditAction::Abandon,
+        AuditAction::Stage,
+        AuditAction::Promote,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +55,8 @@ impl AuditAction {
             AuditAction::Rollback => "rollback",
             AuditAction::CleanupOrphan => "cleanup_orphan",
             AuditAction::Abandon => "abandon",
+            AuditAction::Stage => "stage",
+            AuditAction::Promote => "promote",
         }
     }
 }

@@ -27,6 +27,10 @@ pub enum Boundary {
     AfterActivate,
     /// Key verified with MASV; nothing recorded yet.
     AfterVerify,
+    /// Intent "promoting" recorded, the lineage's path not yet written.
+    BeforePromote,
+    /// The secret promoted to the lineage's path; nothing recorded yet.
+    AfterPromote,
     /// Intent "deactivating" recorded, not yet sent.
     BeforeDeactivate,
     /// MASV deactivated the old key; nothing recorded yet.
@@ -42,7 +46,7 @@ pub enum Boundary {
 }
 
 impl Boundary {
-    pub const ALL: [Boundary; 13] = [
+    pub const ALL: [Boundary; 15] = [
         Boundary::BeforeCreate,
         Boundary::AfterCreate,
         Boundary::BeforeStore,
@@ -50,6 +54,8 @@ impl Boundary {
         Boundary::BeforeActivate,
         Boundary::AfterActivate,
         Boundary::AfterVerify,
+        Boundary::BeforePromote,
+        Boundary::AfterPromote,
         Boundary::BeforeDeactivate,
         Boundary::AfterDeactivate,
         Boundary::BeforeDelete,

@@ -27,6 +27,7 @@ pub mod model;
 pub mod planner;
 pub mod policy;
 pub mod ports;
+mod promotion;
 pub mod records;
 mod resume;
 mod retirement;

@@ -97,15 +97,17 @@ pub enum RotationPhase {
     Creating,
     /// The new key exists; its secret lives only in this process's memory.
     Created,
-    /// About to write the secret to Vault.
+    /// About to stage the secret at the lineage's pending path in Vault.
     Storing,
-    /// Vault holds the new secret (read back and compared).
+    /// The pending path holds the new secret (read back and compared).
     Stored,
     /// About to activate the new key.
     Activating,
     /// The new key is active; next, prove it works.
     Active,
-    /// Terminal: the new key is stored, active and verified.
+    /// The new key works; about to promote its secret to the lineage's path.
+    Promoting,
+    /// Terminal: the new key is active, verified and promoted to the lineage's path.
     Verified,
     /// About to delete the never-stored new key.
     RollingBack,
@@ -126,6 +128,7 @@ impl RotationPhase {
             RotationPhase::Stored => "stored",
             RotationPhase::Activating => "activating",
             RotationPhase::Active => "active",
+            RotationPhase::Promoting => "promoting",
             RotationPhase::Verified => "verified",
             RotationPhase::RollingBack => "rolling_back",
             RotationPhase::RolledBack => "rolled_back",
@@ -140,13 +143,14 @@ impl RotationPhase {
         )
     }
 
-    /// Whether the new key's secret has reached Vault in this phase.
+    /// Whether the new key's secret has reached Vault (staged, or promoted) in this phase.
     pub fn secret_stored(self) -> bool {
         matches!(
             self,
             RotationPhase::Stored
                 | RotationPhase::Activating
                 | RotationPhase::Active
+                | RotationPhase::Promoting
                 | RotationPhase::Verified
         )
     }
@@ -168,6 +172,7 @@ impl FromStr for RotationPhase {
             "stored" => RotationPhase::Stored,
             "activating" => RotationPhase::Activating,
             "active" => RotationPhase::Active,
+            "promoting" => RotationPhase::Promoting,
             "verified" => RotationPhase::Verified,
             "rolling_back" => RotationPhase::RollingBack,
             "rolled_back" => RotationPhase::RolledBack,

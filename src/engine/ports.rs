@@ -108,18 +108,41 @@ pub trait KeyApi: Send + Sync + 'static {
 }
 
 /// What the engine does with lineage secrets.
+///
+/// A lineage has two places: its path, which consumers read and which only ever
+/// names an active, verified key, and its pending path, where a new key's secret
+/// waits between its create and its promotion.
 pub trait SecretStore: Send + Sync + 'static {
+    /// The lineage's secret as consumers read it.
     fn read(
         &self,
         team_id: &str,
         name: &str,
     ) -> impl Future<Output = Result<Option<StoredSecret>, SecretStoreError>> + Send;
-    /// Check-and-set write, then read back and compare; returns the new version.
-    fn write_verified(
+    /// The staged secret at the lineage's pending path.
+    fn read_staged(
+        &self,
+        team_id: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<StoredSecret>, SecretStoreError>> + Send;
+    /// Writes a new key's secret to the pending path, reads it back and compares.
+    fn stage(
+        &self,
+        secret: &LineageSecret,
+    ) -> impl Future<Output = Result<u64, SecretStoreError>> + Send;
+    /// Check-and-set write of a verified key's secret to the lineage's path;
+    /// returns the new version.
+    fn promote(
         &self,
         secret: &LineageSecret,
         cas: u64,
     ) -> impl Future<Output = Result<u64, SecretStoreError>> + Send;
+    /// Removes the pending path (nothing there is fine).
+    fn unstage(
+        &self,
+        team_id: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), SecretStoreError>> + Send;
 }
 
 /// Why the record store could not do what was asked. The step that needed the

@@ -12,7 +12,7 @@ use super::key::KeyState;
 use super::model::{
     DueReason, RetirePhase, RetirementRecord, RotationPhase, RotationRecord, VaultView,
 };
-use super::planner::recovery::{self, plan_recovery, DeadKey, RecoveryStep, VaultHolding};
+use super::planner::recovery::{self, plan_recovery, DeadKey, Look, RecoveryStep, VaultHolding};
 use super::ports::{KeyApi, SecretStore};
 use super::records::Change;
 use super::step::{about, StepError};
@@ -26,10 +26,9 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         rot: &RotationRecord,
     ) -> Result<Option<Rotated>, StepError> {
         info!("resuming an unfinished rotation");
-        let vault = if recovery::needs_vault(rot) {
-            self.holding(ctx).await?
-        } else {
-            None
+        let vault = match recovery::needs_vault(rot) {
+            Some(look) => self.holding(ctx, look).await?,
+            None => None,
         };
         let steps = plan_recovery(rot, &ctx.keys, vault.as_ref(), self.steps.now());
         let mut rot = rot.clone();
@@ -69,15 +68,16 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                     .await
             }
             RecoveryStep::SecretMissing { key_id } => {
-                let audit = about(lineage, Some(&key_id), Some(&rid), AuditAction::Store);
-                let detail = "the new secret is not in Vault after a restart";
+                let audit = about(lineage, Some(&key_id), Some(&rid), AuditAction::Stage);
+                let detail = "the new secret is not at the pending path after a restart";
                 self.steps
                     .record(vec![], Some((audit, Outcome::Failed, detail.into())))
                     .await
             }
             RecoveryStep::RollBack { key_id } => self.rollback(lineage, &rid, &key_id).await,
-            RecoveryStep::RecordStored { version, stored_at } => {
-                *rot = self.record_found_stored(rot, version, stored_at).await?;
+            RecoveryStep::RecordStaged { version } => {
+                self.record_found_staged(rot, version).await?;
+                rot.phase = RotationPhase::Activating;
                 Ok(())
             }
             RecoveryStep::Abandon { key_id, why } => self.abandon(ctx, &rid, &key_id, why).await,
@@ -87,20 +87,41 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
             RecoveryStep::Activate { intent_recorded } => {
                 self.activate(ctx, rot, intent_recorded).await
             }
-            RecoveryStep::Verify => {
-                self.verify(ctx, rot, None).await?;
+            RecoveryStep::Verify => self.verify(ctx, rot, None).await,
+            RecoveryStep::Promote { cas } => {
+                let staged = self.staged_secret(lineage, &rid).await?;
+                *rot = self.promote(ctx, rot, staged, cas).await?;
+                return Ok(Some(Rotated::of(rot)));
+            }
+            RecoveryStep::RecordPromoted {
+                version,
+                promoted_at,
+            } => {
+                self.record_promoted(ctx, rot, version, promoted_at).await?;
                 return Ok(Some(Rotated::of(rot)));
             }
         };
         done.map(|()| None)
     }
 
-    /// What Vault holds for the lineage now, as the recovery rules read it.
-    async fn holding(&self, ctx: &LineageContext) -> Result<Option<VaultHolding>, StepError> {
+    /// What Vault holds now where the recovery rules look.
+    async fn holding(
+        &self,
+        ctx: &LineageContext,
+        look: Look,
+    ) -> Result<Option<VaultHolding>, StepError> {
         let lineage = &ctx.lineage;
-        let stored = self.secrets.read(&lineage.team_id, &lineage.name).await?;
+        let stored = match look {
+            Look::Staged => {
+                self.secrets
+                    .read_staged(&lineage.team_id, &lineage.name)
+                    .await?
+            }
+            Look::Lineage => self.secrets.read(&lineage.team_id, &lineage.name).await?,
+        };
         Ok(stored.map(|s| VaultHolding {
             key_id: s.secret.key_id,
+            rotation_id: s.secret.rotation_id,
             version: s.version,
             rotated_at: s.secret.rotated_at,
         }))

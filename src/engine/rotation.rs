@@ -1,20 +1,20 @@
-//! A rotation, step by step: create the new key inactive, store its secret,
-//! activate it, prove it works. A key whose secret did not reach Vault is
+//! A rotation, step by step: create the new key inactive, stage its secret at
+//! the lineage's pending path, activate it, prove it works, then promote the
+//! secret to the lineage's path (`promotion.rs`). Consumers read only the
+//! lineage's path, so it only ever names an active key that was verified to
+//! work (invariant 7). A key whose secret did not reach the pending path is
 //! rolled back (deleted while still inactive); the old keys are never touched
-//! here: they start retiring once the new key is verified.
+//! here: they start retiring once the new key is promoted.
 
-use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use tracing::{info, warn};
 
 use super::audit::{AuditAction, Outcome};
 use super::executor::{Executor, LineageContext, Rotated};
 use super::failpoints::Boundary;
-use super::key::{CreatedKey, Key, KeyAction, KeyState, NewKey};
+use super::key::{CreatedKey, KeyAction, KeyState, NewKey};
 use super::marker;
-use super::model::{
-    DueReason, LineageId, RetirePhase, RetirementRecord, RotationPhase, RotationRecord, VaultView,
-};
+use super::model::{DueReason, LineageId, RotationPhase, RotationRecord, VaultView};
 use super::ports::{KeyApi, SecretStore};
 use super::ports::{KeyApiError, KeyErrorKind, SecretStoreError};
 use super::records::Change;
@@ -25,10 +25,7 @@ use super::step::{about, Recorded, StepError};
 #[derive(Debug)]
 pub(super) enum StoreFailure {
     /// Vault does not hold the new key: the rotation rolls back.
-    Missing {
-        error: SecretStoreError,
-        view: Option<VaultView>,
-    },
+    Missing { error: SecretStoreError },
     /// Vault could not be read afterwards: the next sweep resumes from "storing".
     Unknown {
         error: SecretStoreError,
@@ -77,9 +74,10 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
             phase: RotationPhase::Storing,
             ..rot
         };
-        let rot = self.store(ctx, &rot, &created).await?;
+        let staged = self.stage(ctx, &rot, &created).await?;
         self.activate(ctx, &rot, true).await?;
         self.verify(ctx, &rot, Some(created.secret)).await?;
+        let rot = self.promote(ctx, &rot, staged, rot.cas).await?;
         Ok(Rotated::of(&rot))
     }
 
@@ -186,18 +184,18 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         Ok(created)
     }
 
-    /// Writes the new secret to Vault (check-and-set, read back); rolls the key
-    /// back if the secret did not land. The "storing" intent is on record.
-    async fn store(
+    /// Stages the new secret at the lineage's pending path (read back); rolls
+    /// the key back if the secret did not land. The "storing" intent is on
+    /// record. Returns what was staged, for the promotion.
+    async fn stage(
         &self,
         ctx: &LineageContext,
         rot: &RotationRecord,
         created: &CreatedKey,
-    ) -> Result<RotationRecord, StepError> {
+    ) -> Result<LineageSecret, StepError> {
         let lineage = &ctx.lineage;
         let rid = rot.rotation_id.as_str();
         let key = &created.key;
-        let stored_at = self.steps.now();
         let value = LineageSecret {
             api_key: created.secret.clone(),
             key_id: key.id.clone(),
@@ -205,32 +203,26 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
             team_id: lineage.team_id.clone(),
             expiry: key.expiry,
             created_at: key.created_at,
-            rotated_at: stored_at,
+            rotated_at: self.steps.now(),
             rotation_id: rid.to_string(),
         };
-        let step = about(lineage, Some(&key.id), Some(rid), AuditAction::Store)
+        let step = about(lineage, Some(&key.id), Some(rid), AuditAction::Stage)
             .crash_points(Some(Boundary::BeforeStore), Some(Boundary::AfterStore));
         let result = self
             .steps
             .run(
                 step,
-                self.write_or_find(lineage, &value, rot.cas),
+                self.stage_or_find(&value),
                 |version: &u64| {
-                    info!(key_id = %key.id, version, "stored the new secret in Vault");
+                    info!(key_id = %key.id, version, "staged the new secret at the pending path");
                     Recorded::new(
-                        stored_changes(lineage, rid, &key.id, *version, stored_at),
-                        format!("Vault version {version}, written with check-and-set and read back"),
+                        staged_changes(rid),
+                        format!("pending version {version}, read back"),
                     )
                 },
                 |failure: &StoreFailure| match failure {
-                    StoreFailure::Missing { error, view } => Recorded::new(
-                        vec![
-                            Change::phase_failed(rid, RotationPhase::Storing, error),
-                            Change::Vault {
-                                lineage: lineage.clone(),
-                                view: view.clone(),
-                            },
-                        ],
+                    StoreFailure::Missing { error, .. } => Recorded::new(
+                        vec![Change::phase_failed(rid, RotationPhase::Storing, error)],
                         error.to_string(),
                     ),
                     StoreFailure::Unknown { error, read_error } => Recorded::new(
@@ -241,12 +233,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
             )
             .await?;
         match result {
-            Ok(version) => Ok(RotationRecord {
-                phase: RotationPhase::Activating,
-                vault_version: Some(version),
-                stored_at: Some(stored_at),
-                ..rot.clone()
-            }),
+            Ok(_) => Ok(value),
             Err(failure @ StoreFailure::Missing { .. }) => {
                 self.rollback(lineage, rid, &key.id).await?;
                 Err(failure.into())
@@ -255,57 +242,41 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         }
     }
 
-    /// The check-and-set write; on an error, a look at Vault: the write may have
-    /// landed before the error (a timeout, a failed read-back), and rolling back
-    /// a stored key would strand Vault.
-    async fn write_or_find(
-        &self,
-        lineage: &LineageId,
-        value: &LineageSecret,
-        cas: u64,
-    ) -> Result<u64, StoreFailure> {
-        let error = match self.secrets.write_verified(value, cas).await {
+    /// The staging write; on an error, a look at the pending path by rotation
+    /// id: the write may have landed before the error (a timeout, a failed
+    /// read-back), and rolling back a staged key would lose it.
+    async fn stage_or_find(&self, value: &LineageSecret) -> Result<u64, StoreFailure> {
+        let error = match self.secrets.stage(value).await {
             Ok(version) => return Ok(version),
             Err(e) => e,
         };
-        match self.secrets.read(&lineage.team_id, &lineage.name).await {
-            Ok(Some(there)) if there.secret.key_id == value.key_id => Ok(there.version),
-            Ok(other) => Err(StoreFailure::Missing {
-                error,
-                view: other.map(|s| VaultView {
-                    key_id: s.secret.key_id,
-                    version: s.version,
-                }),
-            }),
+        match self
+            .secrets
+            .read_staged(&value.team_id, &value.key_name)
+            .await
+        {
+            Ok(Some(there)) if there.secret.rotation_id == value.rotation_id => Ok(there.version),
+            Ok(_) => Err(StoreFailure::Missing { error }),
             Err(read_error) => Err(StoreFailure::Unknown { error, read_error }),
         }
     }
 
-    /// Records a secret found in Vault after a restart (resume's "storing").
-    pub(super) async fn record_found_stored(
+    /// Records a staged secret found at the pending path after a restart
+    /// (resume's "storing").
+    pub(super) async fn record_found_staged(
         &self,
         rot: &RotationRecord,
         version: u64,
-        stored_at: DateTime<Utc>,
-    ) -> Result<RotationRecord, StepError> {
+    ) -> Result<(), StepError> {
         let lineage = &rot.lineage;
         let rid = rot.rotation_id.as_str();
         let new_id = rot.new_key_id.clone().unwrap_or_default();
-        info!(key_id = %new_id, version, "stored the new secret in Vault");
-        let step = about(lineage, Some(&new_id), Some(rid), AuditAction::Store);
-        let detail = format!("Vault version {version}, found in Vault after a restart");
+        info!(key_id = %new_id, version, "staged the new secret at the pending path");
+        let step = about(lineage, Some(&new_id), Some(rid), AuditAction::Stage);
+        let detail = format!("pending version {version}, found after a restart");
         self.steps
-            .record(
-                stored_changes(lineage, rid, &new_id, version, stored_at),
-                Some((step, Outcome::Ok, detail)),
-            )
-            .await?;
-        Ok(RotationRecord {
-            phase: RotationPhase::Activating,
-            vault_version: Some(version),
-            stored_at: Some(stored_at),
-            ..rot.clone()
-        })
+            .record(staged_changes(rid), Some((step, Outcome::Ok, detail)))
+            .await
     }
 
     /// Activates the stored key. `intent_recorded` when "activating" is already
@@ -359,8 +330,9 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         Ok(())
     }
 
-    /// Uses the new key once (`X-API-KEY`); on success the old keys start
-    /// retiring. Without the secret in hand (a resume) it is read from Vault.
+    /// Uses the new key once (`X-API-KEY`); on success the promotion's intent
+    /// is recorded with it. Without the secret in hand (a resume) it is read
+    /// from the pending path.
     pub(super) async fn verify(
         &self,
         ctx: &LineageContext,
@@ -372,9 +344,8 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         let new_id = rot.new_key_id.clone().unwrap_or_default();
         let secret = match secret {
             Some(s) => s,
-            None => self.stored_secret(lineage, &new_id).await?,
+            None => self.staged_secret(lineage, rid).await?.api_key,
         };
-        let replaced_at = rot.stored_at.unwrap_or_else(|| self.steps.now());
         let step = about(lineage, Some(&new_id), Some(rid), AuditAction::Verify)
             .crash_points(None, Some(Boundary::AfterVerify));
         self.steps
@@ -383,7 +354,17 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                 self.keys.check_key(&lineage.team_id, &secret),
                 |_| {
                     info!(key_id = %new_id, "verified the new key");
-                    verified_changes(ctx, rid, &new_id, replaced_at)
+                    Recorded::new(
+                        vec![
+                            Change::Verified {
+                                lineage: lineage.clone(),
+                                key_id: new_id.clone(),
+                            },
+                            // The promotion always follows: its intent rides along.
+                            Change::phase(rid, RotationPhase::Promoting),
+                        ],
+                        "new key works; promoting it",
+                    )
                 },
                 |e: &KeyApiError| {
                     Recorded::new(
@@ -396,16 +377,20 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         Ok(())
     }
 
-    /// The new key's secret as Vault holds it, if Vault still names that key.
-    async fn stored_secret(
+    /// The rotation's staged secret, if the pending path still holds it.
+    pub(super) async fn staged_secret(
         &self,
         lineage: &LineageId,
-        new_id: &str,
-    ) -> Result<SecretString, StepError> {
-        match self.secrets.read(&lineage.team_id, &lineage.name).await? {
-            Some(stored) if stored.secret.key_id == new_id => Ok(stored.secret.api_key),
+        rid: &str,
+    ) -> Result<LineageSecret, StepError> {
+        match self
+            .secrets
+            .read_staged(&lineage.team_id, &lineage.name)
+            .await?
+        {
+            Some(staged) if staged.secret.rotation_id == rid => Ok(staged.secret),
             _ => Err(StepError::Guard(format!(
-                "Vault no longer holds key {new_id} for {lineage}; not verifying"
+                "the pending path of {lineage} no longer holds rotation {rid}'s key"
             ))),
         }
     }
@@ -427,12 +412,21 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                 Some(Boundary::BeforeRollback),
                 Some(Boundary::AfterRollback),
             );
-        self.steps
+        // The pending entry's removal is best effort; its outcome is in the audit row.
+        let _unstaged = self
+            .steps
             .run(
                 step,
-                self.delete_if_there(new_id),
-                |_| {
+                async {
+                    self.delete_if_there(new_id).await?;
+                    Ok::<_, KeyApiError>(self.secrets.unstage(&lineage.team_id, &lineage.name).await)
+                },
+                |unstaged: &Result<(), SecretStoreError>| {
                     warn!(key_id = %new_id, "rolled back: deleted the new key; the old key is untouched");
+                    let pending = match unstaged {
+                        Ok(()) => String::new(),
+                        Err(e) => format!("; its pending entry stays until the next rotation ({e})"),
+                    };
                     Recorded::new(
                         vec![
                             Change::phase(rid, RotationPhase::RolledBack),
@@ -440,7 +434,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                                 key_id: new_id.to_string(),
                             },
                         ],
-                        "deleted the new key (its secret never reached Vault); old key untouched",
+                        format!("deleted the new key (it never reached the lineage's path); old key untouched{pending}"),
                     )
                 },
                 |e: &KeyApiError| {
@@ -463,70 +457,11 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
     }
 }
 
-/// A stored secret's record: phase, the Vault view, and the activation's intent.
-fn stored_changes(
-    lineage: &LineageId,
-    rid: &str,
-    new_id: &str,
-    version: u64,
-    stored_at: DateTime<Utc>,
-) -> Vec<Change> {
+/// A staged secret's record: the phase, and the activation's intent.
+fn staged_changes(rid: &str) -> Vec<Change> {
     vec![
-        Change::Rotation {
-            rotation_id: rid.to_string(),
-            phase: RotationPhase::Stored,
-            new_key_id: None,
-            vault_version: Some(version),
-            stored_at: Some(stored_at),
-            error: None,
-        },
-        Change::Vault {
-            lineage: lineage.clone(),
-            view: Some(VaultView {
-                key_id: new_id.to_string(),
-                version,
-            }),
-        },
+        Change::phase(rid, RotationPhase::Stored),
         // Activation always follows: its intent rides in the same commit.
         Change::phase(rid, RotationPhase::Activating),
     ]
-}
-
-/// A verified key's record, and a retirement for every other active key.
-fn verified_changes(
-    ctx: &LineageContext,
-    rid: &str,
-    new_id: &str,
-    replaced_at: DateTime<Utc>,
-) -> Recorded {
-    let mut changes = vec![
-        Change::phase(rid, RotationPhase::Verified),
-        Change::Verified {
-            lineage: ctx.lineage.clone(),
-            key_id: new_id.to_string(),
-        },
-    ];
-    let retiring: Vec<&Key> = ctx
-        .keys
-        .iter()
-        .filter(|k| k.id != new_id && k.state == KeyState::Active)
-        .filter(|k| ctx.retirement(&k.id).is_none())
-        .collect();
-    for k in &retiring {
-        changes.push(Change::Retirement(RetirementRecord {
-            key_id: k.id.clone(),
-            lineage: ctx.lineage.clone(),
-            rotation_id: Some(rid.to_string()),
-            replaced_at,
-            phase: RetirePhase::Waiting,
-            deactivated_at: None,
-        }));
-    }
-    let detail = if retiring.is_empty() {
-        "new key works; nothing to retire".to_string()
-    } else {
-        let ids: Vec<&str> = retiring.iter().map(|k| k.id.as_str()).collect();
-        format!("new key works; retiring {}", ids.join(", "))
-    };
-    Recorded::new(changes, detail)
 }

@@ -281,6 +281,10 @@ type Version = (String, String, String);
 #[derive(Default)]
 struct VaultState {
     versions: BTreeMap<(String, String), Vec<Version>>,
+    /// The pending path's versions (removed whole by `unstage`).
+    pending: BTreeMap<(String, String), Vec<Version>>,
+    /// Everything ever staged, for the invariants (unstage does not forget).
+    staged_ever: BTreeMap<(String, String), Vec<Version>>,
     down: bool,
     lose_write_response: bool,
 }
@@ -302,12 +306,12 @@ impl FakeVault {
         self.state.lock().unwrap().down = down;
     }
 
+    /// Every key id Vault has held, at the lineage's path or the pending one.
     fn all_key_ids(&self) -> Vec<String> {
-        self.state
-            .lock()
-            .unwrap()
-            .versions
+        let s = self.state.lock().unwrap();
+        s.versions
             .values()
+            .chain(s.staged_ever.values())
             .flatten()
             .map(|(id, _, _)| id.clone())
             .collect()
@@ -316,25 +320,24 @@ impl FakeVault {
 
 /// The fake's calls, failing with the Vault adapter's own errors.
 impl FakeVault {
-    async fn vault_read(
-        &self,
-        team_id: &str,
-        name: &str,
-    ) -> Result<Option<StoredSecret>, VaultError> {
-        let s = self.state.lock().unwrap();
+    fn check_up(s: &VaultState) -> Result<(), VaultError> {
         if s.down {
             return Err(VaultError::Unreachable {
                 address: "fake".into(),
                 reason: "down".into(),
             });
         }
-        let Some(v) = s.versions.get(&(team_id.to_string(), name.to_string())) else {
-            return Ok(None);
-        };
-        let Some((key_id, api_key, rotation_id)) = v.last() else {
-            return Ok(None);
-        };
-        Ok(Some(StoredSecret {
+        Ok(())
+    }
+
+    fn latest(
+        map: &BTreeMap<(String, String), Vec<Version>>,
+        team_id: &str,
+        name: &str,
+    ) -> Option<StoredSecret> {
+        let v = map.get(&(team_id.to_string(), name.to_string()))?;
+        let (key_id, api_key, rotation_id) = v.last()?;
+        Some(StoredSecret {
             version: v.len() as u64,
             secret: LineageSecret {
                 api_key: SecretString::from(api_key.clone()),
@@ -346,27 +349,57 @@ impl FakeVault {
                 rotated_at: t0(),
                 rotation_id: rotation_id.clone(),
             },
-        }))
+        })
     }
 
-    async fn vault_write_verified(
+    async fn vault_read(
+        &self,
+        team_id: &str,
+        name: &str,
+    ) -> Result<Option<StoredSecret>, VaultError> {
+        let s = self.state.lock().unwrap();
+        Self::check_up(&s)?;
+        Ok(Self::latest(&s.versions, team_id, name))
+    }
+
+    async fn vault_read_staged(
+        &self,
+        team_id: &str,
+        name: &str,
+    ) -> Result<Option<StoredSecret>, VaultError> {
+        let s = self.state.lock().unwrap();
+        Self::check_up(&s)?;
+        Ok(Self::latest(&s.pending, team_id, name))
+    }
+
+    /// A write to the lineage's path (`cas` given) or the pending path (None).
+    async fn vault_write(
         &self,
         secret: &LineageSecret,
-        cas: u64,
+        cas: Option<u64>,
     ) -> Result<u64, VaultError> {
         let mut s = self.state.lock().unwrap();
-        if s.down {
-            return Err(VaultError::Unreachable {
-                address: "fake".into(),
-                reason: "down".into(),
-            });
-        }
+        Self::check_up(&s)?;
         let lose = std::mem::take(&mut s.lose_write_response);
-        let entry = s
-            .versions
+        if cas.is_none() {
+            s.staged_ever
+                .entry((secret.team_id.clone(), secret.key_name.clone()))
+                .or_default()
+                .push((
+                    secret.key_id.clone(),
+                    secret.api_key.expose_secret().to_string(),
+                    secret.rotation_id.clone(),
+                ));
+        }
+        let map = if cas.is_some() {
+            &mut s.versions
+        } else {
+            &mut s.pending
+        };
+        let entry = map
             .entry((secret.team_id.clone(), secret.key_name.clone()))
             .or_default();
-        if entry.len() as u64 != cas {
+        if let Some(cas) = cas.filter(|cas| entry.len() as u64 != *cas) {
             return Err(VaultError::CasConflict {
                 path: secret.key_name.clone(),
                 expected: cas,
@@ -384,6 +417,24 @@ impl FakeVault {
             });
         }
         Ok(entry.len() as u64)
+    }
+
+    async fn vault_unstage(&self, team_id: &str, name: &str) -> Result<(), VaultError> {
+        let mut s = self.state.lock().unwrap();
+        Self::check_up(&s)?;
+        s.pending.remove(&(team_id.to_string(), name.to_string()));
+        Ok(())
+    }
+
+    /// The pending path's key id and secret.
+    fn pending(&self, name: &str) -> Option<(String, String)> {
+        let s = self.state.lock().unwrap();
+        Self::latest(&s.pending, TEAM, name).map(|p| {
+            (
+                p.secret.key_id,
+                p.secret.api_key.expose_secret().to_string(),
+            )
+        })
     }
 }
 
@@ -413,12 +464,21 @@ impl SecretStore for FakeVault {
     ) -> Result<Option<StoredSecret>, SecretStoreError> {
         Ok(self.vault_read(team_id, name).await?)
     }
-    async fn write_verified(
+    async fn read_staged(
         &self,
-        secret: &LineageSecret,
-        cas: u64,
-    ) -> Result<u64, SecretStoreError> {
-        Ok(self.vault_write_verified(secret, cas).await?)
+        team_id: &str,
+        name: &str,
+    ) -> Result<Option<StoredSecret>, SecretStoreError> {
+        Ok(self.vault_read_staged(team_id, name).await?)
+    }
+    async fn stage(&self, secret: &LineageSecret) -> Result<u64, SecretStoreError> {
+        Ok(self.vault_write(secret, None).await?)
+    }
+    async fn promote(&self, secret: &LineageSecret, cas: u64) -> Result<u64, SecretStoreError> {
+        Ok(self.vault_write(secret, Some(cas)).await?)
+    }
+    async fn unstage(&self, team_id: &str, name: &str) -> Result<(), SecretStoreError> {
+        Ok(self.vault_unstage(team_id, name).await?)
     }
 }
 
@@ -553,9 +613,10 @@ async fn adoption_then_full_lifecycle() {
         actions,
         vec![
             (AuditAction::Create, Outcome::Ok),
-            (AuditAction::Store, Outcome::Ok),
+            (AuditAction::Stage, Outcome::Ok),
             (AuditAction::Activate, Outcome::Ok),
-            (AuditAction::Verify, Outcome::Ok)
+            (AuditAction::Verify, Outcome::Ok),
+            (AuditAction::Promote, Outcome::Ok)
         ]
     );
 
@@ -912,10 +973,10 @@ async fn interrupted_then_new_key_dies(boundary: Boundary, kill: fn(&Rig, &str))
     engine.failpoints().arm(boundary);
     assert!(engine.sweep(&SweepMode::Apply).await.is_err());
     drop(engine);
-    let (_, dead, _) = rig
+    let (dead, _) = rig
         .vault
-        .current("ci-build")
-        .expect("stored before the crash");
+        .pending("ci-build")
+        .expect("staged before the crash");
     kill(&rig, &dead);
 
     let r = rig.sweep().await;
@@ -953,9 +1014,10 @@ async fn new_key_expired_before_verification_is_abandoned_and_replaced() {
         let rig = interrupted_then_new_key_dies(boundary, expire).await;
         // The dead key was never activated: it is deleted delete_after later,
         // and the old key retires as usual once the new one is verified.
-        let dead = rig.vault.state.lock().unwrap().versions[&(TEAM.into(), "ci-build".into())][0]
-            .0
-            .clone();
+        let dead = rig.vault.state.lock().unwrap().staged_ever[&(TEAM.into(), "ci-build".into())]
+            [0]
+        .0
+        .clone();
         assert_eq!(rig.masv.key(&dead).unwrap().state, KeyState::Inactive);
         rig.clock.advance(Duration::days(8));
         let r = rig.sweep().await;
@@ -973,7 +1035,7 @@ async fn new_key_expired_before_verification_is_abandoned_and_replaced() {
 #[tokio::test]
 async fn activated_new_key_expired_before_verification_retires_like_an_old_one() {
     let rig = interrupted_then_new_key_dies(Boundary::AfterActivate, expire).await;
-    let dead = rig.vault.state.lock().unwrap().versions[&(TEAM.into(), "ci-build".into())][0]
+    let dead = rig.vault.state.lock().unwrap().staged_ever[&(TEAM.into(), "ci-build".into())][0]
         .0
         .clone();
     // Active (though expired): deactivated only behind the verified replacement.
@@ -994,7 +1056,7 @@ async fn suspended_or_deleted_new_key_is_abandoned_without_toggling_it() {
         s.keys.get_mut(dead).unwrap().0.state = KeyState::Suspended;
     })
     .await;
-    let dead = rig.vault.state.lock().unwrap().versions[&(TEAM.into(), "ci-build".into())][0]
+    let dead = rig.vault.state.lock().unwrap().staged_ever[&(TEAM.into(), "ci-build".into())][0]
         .0
         .clone();
     assert!(
@@ -1022,8 +1084,8 @@ async fn new_key_deactivated_by_someone_before_verification_is_activated_again()
         Some(Duration::days(2)),
     );
     rig.masv.fault(MasvFault::RejectCheck);
-    assert_eq!(rig.sweep().await.failed(), 1); // stored and active, not verified
-    let (_, new_id, secret) = rig.vault.current("ci-build").unwrap();
+    assert_eq!(rig.sweep().await.failed(), 1); // staged and active, not verified
+    let (new_id, secret) = rig.vault.pending("ci-build").unwrap();
     rig.masv
         .state
         .lock()
@@ -1094,4 +1156,38 @@ async fn a_completed_rotation_names_its_new_and_previous_key() {
         .iter()
         .filter(|o| o.rotated.is_none())
         .all(|o| o.ok));
+}
+
+#[tokio::test]
+async fn the_lineage_path_names_the_new_key_only_once_it_is_verified() {
+    let rig = Rig::new().await;
+    rig.masv.seed(
+        "ci-build",
+        KeyState::Active,
+        Duration::days(10),
+        Some(Duration::days(20)),
+    );
+    rig.sweep().await; // adoption
+    let (version, adopted, _) = rig.vault.current("ci-build").expect("stored");
+    assert_eq!(rig.vault.pending("ci-build"), None, "removed once promoted");
+
+    rig.masv.fault(MasvFault::RejectCheck);
+    rig.clock.advance(Duration::days(25));
+    let r = rig.sweep().await;
+    assert_eq!(r.failed(), 1, "{:?}", r.outcomes);
+    // Created, staged and activated, but not verified: consumers still read the old key.
+    let (staged, _) = rig.vault.pending("ci-build").expect("staged");
+    assert_ne!(staged, adopted);
+    assert_eq!(rig.vault.current("ci-build").unwrap().1, adopted);
+    assert_eq!(rig.vault.current("ci-build").unwrap().0, version);
+    assert_eq!(rig.masv.key(&staged).unwrap().state, KeyState::Active);
+
+    let r = rig.sweep().await; // the check passes now: promoted
+    assert_eq!(r.failed(), 0, "{:?}", r.outcomes);
+    assert_eq!(rig.vault.current("ci-build").unwrap().1, staged);
+    assert_eq!(rig.vault.pending("ci-build"), None);
+    let actions: Vec<AuditAction> = rig.audit().await.iter().map(|a| a.action).collect();
+    assert!(actions.contains(&AuditAction::Stage), "{actions:?}");
+    assert!(actions.contains(&AuditAction::Promote), "{actions:?}");
+    rig.assert_invariants("ci-build").await;
 }

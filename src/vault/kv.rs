@@ -1,15 +1,16 @@
 //! The KV v2 operations on a lineage's secret: read (the latest or one
 //! version), a check-and-set write read back field by field, the history and
-//! the custom metadata. A key name that cannot be one path segment is refused
-//! before anything is sent.
+//! the custom metadata; and on its staged copy at the pending path
+//! (`<path_prefix>/_pending/<team_id>/<name>`): stage, read, remove. A key name
+//! that cannot be one path segment is refused before anything is sent.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use rustify::endpoint::Endpoint;
 use vaultrs::api::kv2::requests::{
-    ReadSecretMetadataRequest, ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequest,
-    SetSecretRequestOptions,
+    DeleteSecretMetadataRequest, ReadSecretMetadataRequest, ReadSecretRequest,
+    SetSecretMetadataRequest, SetSecretRequest, SetSecretRequestOptions,
 };
 use vaultrs::api::kv2::responses::ReadSecretMetadataResponse;
 use vaultrs::error::ClientError;
@@ -19,10 +20,33 @@ use super::secret::{first_difference, Fields};
 use super::session::Caller;
 use super::{LineageSecret, StoredSecret, VaultError, VaultStore, VersionInfo};
 
+/// Which of a lineage's two paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// What consumers read: only ever an active, verified key.
+    Lineage,
+    /// A new key's secret between its create and its promotion.
+    Pending,
+}
+
 impl VaultStore {
     /// The secret's path within the mount: `<path_prefix>/<team>/<name>`.
     pub fn secret_path(&self, team_id: &str, name: &str) -> String {
         format!("{}/{team_id}/{name}", self.inner.prefix)
+    }
+
+    /// The staged copy's path within the mount: `<path_prefix>/_pending/<team>/<name>`.
+    pub fn pending_path(&self, team_id: &str, name: &str) -> String {
+        format!("{}/_pending/{team_id}/{name}", self.inner.prefix)
+    }
+
+    /// The checked path of `slot` for a lineage.
+    fn slot_path(&self, slot: Slot, team_id: &str, name: &str) -> Result<String, VaultError> {
+        let lineage = self.checked_path(team_id, name)?;
+        Ok(match slot {
+            Slot::Lineage => lineage,
+            Slot::Pending => self.pending_path(team_id, name),
+        })
     }
 
     /// MASV key names are free text: one with `/`, `.`/`..` or control characters
@@ -58,11 +82,31 @@ impl VaultStore {
         team_id: &str,
         name: &str,
     ) -> Result<Option<StoredSecret>, VaultError> {
-        match self.read_at(team_id, name, None).await {
+        self.read_slot(Slot::Lineage, team_id, name).await
+    }
+
+    /// The staged copy of a lineage's secret, if any.
+    #[tracing::instrument(skip_all, fields(team_id = %team_id, key_name = %name))]
+    pub async fn read_staged(
+        &self,
+        team_id: &str,
+        name: &str,
+    ) -> Result<Option<StoredSecret>, VaultError> {
+        self.read_slot(Slot::Pending, team_id, name).await
+    }
+
+    async fn read_slot(
+        &self,
+        slot: Slot,
+        team_id: &str,
+        name: &str,
+    ) -> Result<Option<StoredSecret>, VaultError> {
+        let at = self.slot_path(slot, team_id, name)?;
+        match self.read_at(&at, None).await {
             Ok(s) => Ok(Some(s)),
             Err(VaultError::NotFound { path }) => {
                 // Absent, or its latest version deleted? Only the metadata tells.
-                let meta_path = self.checked_path(team_id, name)?;
+                let meta_path = at.clone();
                 match self.read_metadata(&meta_path).await {
                     Ok(meta) if meta.current_version > 0 => {
                         let deleted = meta
@@ -75,7 +119,7 @@ impl VaultStore {
                             // Being written right now: KV v2 updates the metadata
                             // before the new version's data is readable. Read again.
                             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            self.read_at(team_id, name, None).await.map(Some)
+                            self.read_at(&at, None).await.map(Some)
                         }
                     }
                     Ok(_) | Err(VaultError::NotFound { .. }) => Ok(None),
@@ -94,21 +138,16 @@ impl VaultStore {
         name: &str,
         version: u64,
     ) -> Result<StoredSecret, VaultError> {
-        self.read_at(team_id, name, Some(version)).await
+        let path = self.checked_path(team_id, name)?;
+        self.read_at(&path, Some(version)).await
     }
 
-    async fn read_at(
-        &self,
-        team_id: &str,
-        name: &str,
-        version: Option<u64>,
-    ) -> Result<StoredSecret, VaultError> {
-        let path = self.checked_path(team_id, name)?;
-        let full = self.full_path(&path);
+    async fn read_at(&self, path: &str, version: Option<u64>) -> Result<StoredSecret, VaultError> {
+        let full = self.full_path(path);
         let client = self.client().await?;
         let endpoint = ReadSecretRequest::builder()
             .mount(&self.inner.mount)
-            .path(&path)
+            .path(path)
             .version(version)
             .build()
             .map_err(|e| local_error(&full, e))?;
@@ -132,21 +171,97 @@ impl VaultStore {
     #[tracing::instrument(skip_all, fields(team_id = %secret.team_id, key_name = %secret.key_name, cas))]
     pub async fn write(&self, secret: &LineageSecret, cas: u64) -> Result<u64, VaultError> {
         let path = self.checked_path(&secret.team_id, &secret.key_name)?;
-        let full = self.full_path(&path);
+        let version = self.put(&path, secret, Some(cas)).await?;
+        self.mark_managed(&path).await?;
+        Ok(version)
+    }
+
+    /// Stages a new key's secret at the lineage's pending path (whatever was
+    /// there, from a rotation that never finished, is replaced) and reads it
+    /// back field by field. Returns the staged version.
+    #[tracing::instrument(skip_all, fields(team_id = %secret.team_id, key_name = %secret.key_name))]
+    pub async fn stage(&self, secret: &LineageSecret) -> Result<u64, VaultError> {
+        let path = self.slot_path(Slot::Pending, &secret.team_id, &secret.key_name)?;
+        let version = self.put(&path, secret, None).await?;
+        let back = self.read_at(&path, Some(version)).await?;
+        match first_difference(secret, &back.secret) {
+            Some(field) => Err(VaultError::ReadBackMismatch {
+                path: self.full_path(&path),
+                field,
+            }),
+            None => Ok(version),
+        }
+    }
+
+    /// Promotes a verified key's secret to the lineage's path: a check-and-set
+    /// write against `cas` (the content was read back when it was staged), then
+    /// the custom metadata. Returns the new version.
+    #[tracing::instrument(skip_all, fields(team_id = %secret.team_id, key_name = %secret.key_name, cas))]
+    pub async fn promote(&self, secret: &LineageSecret, cas: u64) -> Result<u64, VaultError> {
+        self.write(secret, cas).await
+    }
+
+    /// Removes the staged copy, every version of it. Nothing there is fine.
+    #[tracing::instrument(skip_all, fields(team_id = %team_id, key_name = %name))]
+    pub async fn unstage(&self, team_id: &str, name: &str) -> Result<(), VaultError> {
+        let path = self.slot_path(Slot::Pending, team_id, name)?;
+        let full = format!("{}/metadata/{path}", self.inner.mount);
         let client = self.client().await?;
-        let fields = Fields::from_secret(secret);
-        let cas32 = u32::try_from(cas)
-            .map_err(|_| local_error(&full, format!("version {cas} out of range")))?;
-        let data = serde_json::to_value(&fields).map_err(|e| local_error(&full, e))?;
-        drop(fields);
-        let endpoint = SetSecretRequest::builder()
+        let endpoint = DeleteSecretMetadataRequest::builder()
             .mount(&self.inner.mount)
             .path(&path)
-            .data(data)
-            .options(SetSecretRequestOptions { cas: cas32 })
             .build()
             .map_err(|e| local_error(&full, e))?;
-        let written = self.send(&client, endpoint, &full, cas).await?;
+        self.inner
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self
+            .inner
+            .transport
+            .exec_empty(client.as_ref(), endpoint)
+            .await
+            .map_err(|e| self.inner.map_err(e, &full, 0))
+        {
+            Ok(()) | Err(VaultError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One write of the secret's fields at `path` (with check-and-set at `cas`
+    /// if given); its new version.
+    async fn put(
+        &self,
+        path: &str,
+        secret: &LineageSecret,
+        cas: Option<u64>,
+    ) -> Result<u64, VaultError> {
+        let full = self.full_path(path);
+        let client = self.client().await?;
+        let fields = Fields::from_secret(secret);
+        let options = match cas {
+            Some(cas) => Some(SetSecretRequestOptions {
+                cas: u32::try_from(cas)
+                    .map_err(|_| local_error(&full, format!("version {cas} out of range")))?,
+            }),
+            None => None,
+        };
+        let data = serde_json::to_value(&fields).map_err(|e| local_error(&full, e))?;
+        drop(fields);
+        let mut builder = SetSecretRequest::builder();
+        builder.mount(&self.inner.mount).path(path).data(data);
+        if let Some(options) = options {
+            builder.options(options);
+        }
+        let endpoint = builder.build().map_err(|e| local_error(&full, e))?;
+        let written = self
+            .send(&client, endpoint, &full, cas.unwrap_or(0))
+            .await?;
+        Ok(written.version)
+    }
+
+    /// Marks the lineage's secret as the daemon's (custom metadata).
+    async fn mark_managed(&self, path: &str) -> Result<(), VaultError> {
+        let client = self.client().await?;
         let mut custom = HashMap::new();
         custom.insert("managed_by".to_string(), "masv-key-rotator".to_string());
         self.inner
@@ -155,7 +270,7 @@ impl VaultStore {
         let meta_full = format!("{}/metadata/{path}", self.inner.mount);
         let endpoint = SetSecretMetadataRequest::builder()
             .mount(&self.inner.mount)
-            .path(&path)
+            .path(path)
             .custom_metadata(custom)
             .build()
             .map_err(|e| local_error(&meta_full, e))?;
@@ -163,8 +278,7 @@ impl VaultStore {
             .transport
             .exec_empty(client.as_ref(), endpoint)
             .await
-            .map_err(|e| self.inner.map_err(e, &meta_full, 0))?;
-        Ok(written.version)
+            .map_err(|e| self.inner.map_err(e, &meta_full, 0))
     }
 
     /// Writes, reads that version back and compares every field, key included.

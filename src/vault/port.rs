@@ -18,12 +18,24 @@ impl SecretStore for VaultStore {
         Ok(VaultStore::read(self, team_id, name).await?)
     }
 
-    async fn write_verified(
+    async fn read_staged(
         &self,
-        secret: &LineageSecret,
-        cas: u64,
-    ) -> Result<u64, SecretStoreError> {
-        Ok(VaultStore::write_verified(self, secret, cas).await?)
+        team_id: &str,
+        name: &str,
+    ) -> Result<Option<StoredSecret>, SecretStoreError> {
+        Ok(VaultStore::read_staged(self, team_id, name).await?)
+    }
+
+    async fn stage(&self, secret: &LineageSecret) -> Result<u64, SecretStoreError> {
+        Ok(VaultStore::stage(self, secret).await?)
+    }
+
+    async fn promote(&self, secret: &LineageSecret, cas: u64) -> Result<u64, SecretStoreError> {
+        Ok(VaultStore::promote(self, secret, cas).await?)
+    }
+
+    async fn unstage(&self, team_id: &str, name: &str) -> Result<(), SecretStoreError> {
+        Ok(VaultStore::unstage(self, team_id, name).await?)
     }
 }
 

@@ -36,12 +36,23 @@ impl DeadKey {
     }
 }
 
-/// What Vault was found to hold for the lineage when the executor looked.
+/// What Vault was found to hold when the executor looked (at the pending path
+/// for a rotation left staging, at the lineage's path for one left promoting).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultHolding {
     pub key_id: String,
+    pub rotation_id: String,
     pub version: u64,
     pub rotated_at: DateTime<Utc>,
+}
+
+/// Where the executor must look before the recovery can be decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// The pending path: did the staging write land?
+    Staged,
+    /// The lineage's path: did the promotion land?
+    Lineage,
 }
 
 /// One step of a recovery, in the order the executor takes them.
@@ -52,28 +63,36 @@ pub enum RecoveryStep {
     RecordFound { key_id: String },
     /// No listed key carries the rotation's marker: nothing was created.
     NothingCreated,
-    /// Vault does not hold the new key after a restart: record the failed store.
+    /// The pending path does not hold the new key after a restart: record the failed stage.
     SecretMissing { key_id: String },
-    /// Delete the new key: its secret did not, or may not, reach Vault.
+    /// Delete the new key (and its staged copy): its secret did not, or may not, reach Vault.
     RollBack { key_id: String },
-    /// Vault holds the new key: record it stored (with the activation's intent).
-    RecordStored {
-        version: u64,
-        stored_at: DateTime<Utc>,
-    },
+    /// The pending path holds the new key: record it staged (with the activation's intent).
+    RecordStaged { version: u64 },
     /// The stored new key can never be verified: give the rotation up…
     Abandon { key_id: String, why: DeadKey },
     /// …and start the rotation that replaces it, in the same sweep.
     Replace { reason: DueReason },
     /// Activate the new key; `intent_recorded` when "activating" is already on record.
     Activate { intent_recorded: bool },
-    /// Prove the new key works; old keys start retiring.
+    /// Prove the new key works.
     Verify,
+    /// Promote the staged secret to the lineage's path, check-and-set against `cas`.
+    Promote { cas: u64 },
+    /// The lineage's path already holds this rotation's key: record it promoted.
+    RecordPromoted {
+        version: u64,
+        promoted_at: DateTime<Utc>,
+    },
 }
 
-/// Whether deciding needs a fresh look at Vault first.
-pub fn needs_vault(rotation: &RotationRecord) -> bool {
-    rotation.phase == RotationPhase::Storing
+/// Where to look before deciding, if anywhere.
+pub fn needs_vault(rotation: &RotationRecord) -> Option<Look> {
+    match rotation.phase {
+        RotationPhase::Storing => Some(Look::Staged),
+        RotationPhase::Promoting => Some(Look::Lineage),
+        _ => None,
+    }
 }
 
 /// Why an incoming key whose secret reached Vault can never be verified, if so.
@@ -100,8 +119,18 @@ fn abandon(key_id: &str, why: DeadKey) -> Vec<RecoveryStep> {
     ]
 }
 
-/// The steps that finish or undo `rotation`. `vault` is what Vault holds now,
-/// read only when [`needs_vault`] says so (None otherwise, or when empty).
+/// Activate (unless `active`), verify, promote against `cas`.
+fn finish(intent_recorded: Option<bool>, cas: u64) -> Vec<RecoveryStep> {
+    let mut steps: Vec<RecoveryStep> = intent_recorded
+        .map(|intent_recorded| RecoveryStep::Activate { intent_recorded })
+        .into_iter()
+        .collect();
+    steps.extend([RecoveryStep::Verify, RecoveryStep::Promote { cas }]);
+    steps
+}
+
+/// The steps that finish or undo `rotation`. `vault` is what the place
+/// [`needs_vault`] names holds now (None when nothing, or when not asked).
 pub fn plan_recovery(
     rotation: &RotationRecord,
     keys: &[Key],
@@ -111,6 +140,14 @@ pub fn plan_recovery(
     use RecoveryStep::*;
     let rid = rotation.rotation_id.as_str();
     let new_id = rotation.new_key_id.clone().unwrap_or_default();
+    let ours = vault.filter(|v| v.rotation_id == rid && v.key_id == new_id);
+    if let (RotationPhase::Promoting, Some(held)) = (rotation.phase, ours) {
+        // The promotion landed (perhaps late, after its answer was lost).
+        return vec![RecordPromoted {
+            version: held.version,
+            promoted_at: held.rotated_at,
+        }];
+    }
     if rotation.phase.secret_stored() {
         if let Some(why) = dead_incoming(keys, &new_id, now) {
             return abandon(&new_id, why);
@@ -134,20 +171,14 @@ pub fn plan_recovery(
             }
         }
         RotationPhase::Created | RotationPhase::RollingBack => vec![RollBack { key_id: new_id }],
-        RotationPhase::Storing => match vault.filter(|v| v.key_id == new_id) {
+        RotationPhase::Storing => match ours {
             Some(held) => {
-                let mut steps = vec![RecordStored {
+                let mut steps = vec![RecordStaged {
                     version: held.version,
-                    stored_at: held.rotated_at,
                 }];
                 match dead_incoming(keys, &new_id, now) {
                     Some(why) => steps.extend(abandon(&new_id, why)),
-                    None => steps.extend([
-                        Activate {
-                            intent_recorded: true,
-                        },
-                        Verify,
-                    ]),
+                    None => steps.extend(finish(Some(true), rotation.cas)),
                 }
                 steps
             }
@@ -158,28 +189,24 @@ pub fn plan_recovery(
                 RollBack { key_id: new_id },
             ],
         },
-        RotationPhase::Stored | RotationPhase::Activating => vec![
-            Activate {
-                intent_recorded: rotation.phase == RotationPhase::Activating,
-            },
-            Verify,
-        ],
+        RotationPhase::Stored | RotationPhase::Activating => finish(
+            Some(rotation.phase == RotationPhase::Activating),
+            rotation.cas,
+        ),
         RotationPhase::Active => {
             let deactivated = keys
                 .iter()
                 .any(|k| k.id == new_id && k.state == KeyState::Inactive);
-            if deactivated {
-                // Deactivated by someone since the daemon activated it: activate again.
-                vec![
-                    Activate {
-                        intent_recorded: false,
-                    },
-                    Verify,
-                ]
-            } else {
-                vec![Verify]
-            }
+            // Deactivated by someone since the daemon activated it: activate again.
+            finish(deactivated.then_some(false), rotation.cas)
         }
+        // Not ours at the lineage's path: someone wrote it since the rotation
+        // started. The daemon owns the path; the verified key is promoted over
+        // what is there now (still check-and-set; the other version stays in
+        // the KV history, and the audit row says so).
+        RotationPhase::Promoting => vec![Promote {
+            cas: vault.map_or(0, |v| v.version),
+        }],
         RotationPhase::Verified | RotationPhase::RolledBack | RotationPhase::Abandoned => vec![],
     }
 }
@@ -225,6 +252,7 @@ mod tests {
     fn holding(key_id: &str) -> VaultHolding {
         VaultHolding {
             key_id: key_id.into(),
+            rotation_id: if key_id == "NEW" { "R1" } else { "R0" }.into(),
             version: 2,
             rotated_at: now(),
         }
@@ -252,23 +280,18 @@ mod tests {
     #[test]
     fn storing_looks_at_vault_and_finishes_or_rolls_back() {
         let rot = rotation(RotationPhase::Storing);
-        assert!(needs_vault(&rot));
+        assert_eq!(needs_vault(&rot), Some(Look::Staged));
         let keys = [key("NEW", KeyState::Inactive, "")];
         let found = plan_recovery(&rot, &keys, Some(&holding("NEW")), now());
-        assert_eq!(
-            found[0],
-            RecoveryStep::RecordStored {
-                version: 2,
-                stored_at: now()
-            }
-        );
+        assert_eq!(found[0], RecoveryStep::RecordStaged { version: 2 });
         assert_eq!(
             &found[1..],
             &[
                 RecoveryStep::Activate {
                     intent_recorded: true
                 },
-                RecoveryStep::Verify
+                RecoveryStep::Verify,
+                RecoveryStep::Promote { cas: 1 }
             ]
         );
         for vault in [None, Some(holding("OLD"))] {
@@ -305,6 +328,7 @@ mod tests {
                 RotationPhase::Stored,
                 RotationPhase::Activating,
                 RotationPhase::Active,
+                RotationPhase::Promoting,
             ] {
                 let steps = plan_recovery(&rotation(phase), &keys, None, now());
                 assert_eq!(
@@ -325,7 +349,7 @@ mod tests {
                 Some(&holding("NEW")),
                 now(),
             );
-            assert!(matches!(steps[0], RecoveryStep::RecordStored { .. }));
+            assert!(matches!(steps[0], RecoveryStep::RecordStaged { .. }));
             assert_eq!(
                 steps[1],
                 RecoveryStep::Abandon {
@@ -360,12 +384,16 @@ mod tests {
                 RecoveryStep::Activate {
                     intent_recorded: false
                 },
-                RecoveryStep::Verify
+                RecoveryStep::Verify,
+                RecoveryStep::Promote { cas: 1 }
             ]
         );
         let active = [key("NEW", KeyState::Active, "")];
         let verify = plan_recovery(&rotation(RotationPhase::Active), &active, None, now());
-        assert_eq!(verify, vec![RecoveryStep::Verify]);
+        assert_eq!(
+            verify,
+            vec![RecoveryStep::Verify, RecoveryStep::Promote { cas: 1 }]
+        );
         for done in [
             RotationPhase::Verified,
             RotationPhase::RolledBack,
@@ -373,5 +401,37 @@ mod tests {
         ] {
             assert!(plan_recovery(&rotation(done), &active, None, now()).is_empty());
         }
+    }
+
+    #[test]
+    fn promoting_looks_at_the_lineage_path_by_rotation_id() {
+        let rot = rotation(RotationPhase::Promoting);
+        assert_eq!(needs_vault(&rot), Some(Look::Lineage));
+        let active = [key("NEW", KeyState::Active, "")];
+        // The promotion landed (a late write): recorded, never written twice.
+        let landed = plan_recovery(&rot, &active, Some(&holding("NEW")), now());
+        assert_eq!(
+            landed,
+            vec![RecoveryStep::RecordPromoted {
+                version: 2,
+                promoted_at: now()
+            }]
+        );
+        // It did not: promoted against what the path holds now, or to a new path.
+        let old = plan_recovery(&rot, &active, Some(&holding("OLD")), now());
+        assert_eq!(old, vec![RecoveryStep::Promote { cas: 2 }]);
+        let empty = plan_recovery(&rot, &active, None, now());
+        assert_eq!(empty, vec![RecoveryStep::Promote { cas: 0 }]);
+        // A key with the new key's id but another rotation's id is not this promotion.
+        let mut other = holding("NEW");
+        other.rotation_id = "R9".into();
+        let steps = plan_recovery(&rot, &active, Some(&other), now());
+        assert_eq!(steps, vec![RecoveryStep::Promote { cas: 2 }]);
+        // A key that died before its promotion is never promoted.
+        let steps = plan_recovery(&rot, &[], Some(&holding("OLD")), now());
+        assert!(
+            matches!(steps[0], RecoveryStep::Abandon { .. }),
+            "{steps:?}"
+        );
     }
 }
