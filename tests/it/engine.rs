@@ -75,9 +75,10 @@ async fn whole_lifecycle_adopt_store_verify_deactivate_delete() {
         actions,
         vec![
             AuditAction::Create,
-            AuditAction::Store,
+            AuditAction::Stage,
             AuditAction::Activate,
             AuditAction::Verify,
+            AuditAction::Promote,
             AuditAction::Deactivate,
             AuditAction::Delete
         ]
@@ -198,7 +199,7 @@ async fn read_only_vault_token_rolls_back_and_keeps_the_old_key() {
     let keys = w.sim.keys(TEAM);
     assert_eq!(keys.len(), 1, "the new key was rolled back (deleted)");
     let audit = w.audit().await;
-    assert!(audit.iter().any(|a| a.action == AuditAction::Store
+    assert!(audit.iter().any(|a| a.action == AuditAction::Stage
         && a.outcome == Outcome::Failed
         && a.detail.contains("permission denied")));
     assert!(audit

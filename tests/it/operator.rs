@@ -72,24 +72,24 @@ async fn history_table_json_filters_and_verify() {
     let t = out(&o);
     assert_eq!(
         t.lines().count(),
-        1 + 8,
-        "header + 2 lineages x create/store/activate/verify:\n{t}"
+        1 + 10,
+        "header + 2 lineages x create/stage/activate/verify/promote:\n{t}"
     );
     assert!(t.contains("create") && t.contains("verify") && t.contains("ci-build"));
     let o = run(cfg(&config, &["history", "--json", "--key", &current])).await;
     let rows: Vec<Value> = serde_json::from_str(&out(&o)).unwrap();
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 5);
     assert!(rows
         .iter()
         .all(|r| r["key_id"] == current.as_str() && r["hash"].as_str().unwrap().len() == 64));
     let o = run(cfg(&config, &["history", "--json", "--since", "1h"])).await;
     assert_eq!(
         serde_json::from_str::<Vec<Value>>(&out(&o)).unwrap().len(),
-        8
+        10
     );
     let o = run(cfg(&config, &["history", "--verify"])).await;
     assert_eq!(o.status.code(), Some(0));
-    assert!(out(&o).contains("intact: 8 rows"), "{}", out(&o));
+    assert!(out(&o).contains("intact: 10 rows"), "{}", out(&o));
     // tamper with row 3, bypassing the trigger
     sqlx::query("DROP TRIGGER audit_log_no_update")
         .execute(w.store.pool())

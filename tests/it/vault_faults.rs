@@ -1,7 +1,10 @@
 //! Vault faults at each step of a rotation (through a fault-injecting proxy):
-//! the read before rotating, the data write, the metadata write, the read-back;
-//! 5xx, sealed, slow, and a conflicting write by someone else. Each survived,
-//! with the expected exit code, and settled with every invariant intact.
+//! the read before rotating, the staging write and its read-back, the
+//! promotion to the lineage's path and its metadata, the pending entry's
+//! removal; 5xx, sealed, slow, a conflicting write by someone else, and a
+//! write that lands after its sender gave up. Each survived, with the expected
+//! exit code, and settled with every invariant intact: the lineage's path
+//! never names a key that is not active.
 
 use std::time::Duration as StdDuration;
 
@@ -39,6 +42,9 @@ fn cases() -> Vec<Case> {
     let internal = VaultFault::Status(500, "internal error");
     let sealed = VaultFault::Status(503, "Vault is sealed");
     let slow = VaultFault::Delay(StdDuration::from_millis(400));
+    // Paths: "/data/" is any secret; PENDING the staged copy; LINEAGE the
+    // lineage's own path (filled in per case: it holds the case's prefix).
+    let late = VaultFault::LateWrite(StdDuration::from_secs(6));
     vec![
         c(
             "read/500",
@@ -65,35 +71,99 @@ fn cases() -> Vec<Case> {
             true,
         ),
         c(
-            "write/500",
+            "stage/500",
             Method::POST,
-            "/data/",
+            PENDING,
             internal.clone(),
             Exit::ActionFailed,
             false,
         ),
         c(
-            "write/sealed",
+            "stage/sealed",
             Method::POST,
-            "/data/",
+            PENDING,
             sealed.clone(),
             Exit::Unreachable,
             false,
         ),
         c(
-            "write/slow",
+            "stage/slow",
             Method::POST,
-            "/data/",
+            PENDING,
             slow.clone(),
             Exit::Success,
             true,
         ),
         c(
-            "write/someone else wrote first",
+            "stage/lands late",
             Method::POST,
-            "/data/",
+            PENDING,
+            late.clone(),
+            Exit::Unreachable,
+            false,
+        ),
+        c(
+            "read-back/500",
+            Method::GET,
+            "version=",
+            internal.clone(),
+            Exit::Success,
+            true,
+        ),
+        c(
+            "read-back/sealed",
+            Method::GET,
+            "version=",
+            sealed.clone(),
+            Exit::Success,
+            true,
+        ),
+        c(
+            "read-back/slow",
+            Method::GET,
+            "version=",
+            slow.clone(),
+            Exit::Success,
+            true,
+        ),
+        c(
+            "promote/500",
+            Method::POST,
+            LINEAGE,
+            internal.clone(),
+            Exit::ActionFailed,
+            false,
+        ),
+        c(
+            "promote/sealed",
+            Method::POST,
+            LINEAGE,
+            sealed.clone(),
+            Exit::Unreachable,
+            false,
+        ),
+        c(
+            "promote/slow",
+            Method::POST,
+            LINEAGE,
+            slow.clone(),
+            Exit::Success,
+            true,
+        ),
+        c(
+            "promote/someone else wrote first",
+            Method::POST,
+            LINEAGE,
             VaultFault::ForeignWriteFirst,
             Exit::ActionFailed,
+            false,
+        ),
+        c(
+            "promote/lands late",
+            Method::POST,
+            LINEAGE,
+            late,
+            Exit::Unreachable,
             false,
         ),
         c(
@@ -113,30 +183,37 @@ fn cases() -> Vec<Case> {
             true,
         ),
         c(
-            "read-back/500",
-            Method::GET,
-            "version=",
+            "unstage/500",
+            Method::DELETE,
+            "/metadata/",
             internal,
             Exit::Success,
             true,
         ),
         c(
-            "read-back/sealed",
-            Method::GET,
-            "version=",
+            "unstage/sealed",
+            Method::DELETE,
+            "/metadata/",
             sealed,
             Exit::Success,
             true,
         ),
-        c(
-            "read-back/slow",
-            Method::GET,
-            "version=",
-            slow,
-            Exit::Success,
-            true,
-        ),
     ]
+}
+
+/// The staged copy's path, whatever the prefix.
+const PENDING: &str = "/_pending/";
+/// Stands for the lineage's own path; see [`target`].
+const LINEAGE: &str = "LINEAGE";
+
+/// The path pattern a case's fault is injected at: the lineage's own path is
+/// `<prefix>/<team>/`, which the pending path (`<prefix>/_pending/<team>/`) never contains.
+fn target(case: &Case, prefix: &str) -> String {
+    if case.path == LINEAGE {
+        format!("/data/{prefix}/{}/", crate::helpers::world::TEAM)
+    } else {
+        case.path.to_string()
+    }
 }
 
 #[tokio::test]
@@ -156,7 +233,8 @@ async fn every_vault_fault_at_every_step_is_survived() {
         settings.address = proxy.address.clone();
         settings.timeout = StdDuration::from_secs(2);
         let proxied = VaultStore::connect(settings).await.unwrap();
-        proxy.inject(case.method.clone(), case.path, case.fault.clone(), 1);
+        let at = target(&case, &w.vault.prefix);
+        proxy.inject(case.method.clone(), &at, case.fault.clone(), 1);
         let r = w
             .engine_with_vault(proxied)
             .await

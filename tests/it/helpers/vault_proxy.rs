@@ -22,6 +22,9 @@ pub enum VaultFault {
     Echo(u16),
     /// Answer `200` with a JSON body of this many bytes, without a length.
     Oversized(usize),
+    /// Hold the client past its timeout and forward the request on its own
+    /// after this long: a write that lands after its sender gave up.
+    LateWrite(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +171,35 @@ async fn forward(
     }
     if let Some(VaultFault::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;
+    }
+    if let Some(VaultFault::LateWrite(d)) = &fault {
+        // Detached, so it lands even though the client hangs up first.
+        let (late, d) = (p.clone(), *d);
+        let (method, target, headers, body) = (
+            method.clone(),
+            target.clone(),
+            headers.clone(),
+            body.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            let mut req = late
+                .http
+                .request(method.clone(), format!("{}{target}", late.upstream))
+                .body(body);
+            for (name, value) in headers.iter() {
+                if name != "host" && name != "content-length" {
+                    req = req.header(name, value);
+                }
+            }
+            let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+            late.log
+                .lock()
+                .unwrap()
+                .push(format!("{method} {target} {status} (landed late)"));
+        });
+        tokio::time::sleep(d + Duration::from_secs(5)).await;
+        return (StatusCode::GATEWAY_TIMEOUT, "late").into_response();
     }
     if let Some(VaultFault::ForeignWriteFirst) = &fault {
         // e.g. an operator re-saving the secret by hand: a new version, same content

@@ -364,6 +364,10 @@ level = "info"
                     }
                 }
             }
+            // A key between its staging and its promotion has its secret at the pending path.
+            if let Ok(Some(staged)) = vault.read_staged(TEAM, name).await {
+                stored_ids.insert(staged.secret.key_id);
+            }
         }
         for k in keys
             .iter()
