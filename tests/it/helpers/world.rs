@@ -15,7 +15,7 @@ use masv_key_rotator::engine::{ManagedTeam, SweepMode, SweepReport};
 use masv_key_rotator::masv::{KeyState, MasvSettings, RetryPolicy};
 use masv_key_rotator::simulator::{RunningSimulator, SeedKey, SeededKey, Simulator};
 use masv_key_rotator::store::{AuditFilter, AuditRow, ChainReport, Store};
-use masv_key_rotator::vault::{StoredSecret, VaultAuth, VaultStore};
+use masv_key_rotator::vault::{StoredSecret, VaultAuth, VaultError, VaultStore};
 use secrecy::SecretString;
 
 use super::vault::TestVault;
@@ -346,26 +346,24 @@ level = "info"
             .map(|k| k.name.clone())
             .collect();
         for name in &names {
-            if let Ok(versions) = vault.versions(TEAM, name).await {
-                for v in versions {
-                    let key = (name.clone(), v.version);
-                    let cached = self.stored_cache.lock().unwrap().get(&key).cloned();
-                    let id = match cached {
-                        Some(id) => Some(id),
-                        None => vault
-                            .read_version(TEAM, name, v.version)
-                            .await
-                            .ok()
-                            .map(|s| s.secret.key_id),
-                    };
-                    if let Some(id) = id {
-                        self.stored_cache.lock().unwrap().insert(key, id.clone());
-                        stored_ids.insert(id);
-                    }
+            let versions = patiently(|| vault.versions(TEAM, name)).await;
+            for v in versions.unwrap_or_default() {
+                let key = (name.clone(), v.version);
+                let cached = self.stored_cache.lock().unwrap().get(&key).cloned();
+                let id = match cached {
+                    Some(id) => Some(id),
+                    None => patiently(|| vault.read_version(TEAM, name, v.version))
+                        .await
+                        .ok()
+                        .map(|s| s.secret.key_id),
+                };
+                if let Some(id) = id {
+                    self.stored_cache.lock().unwrap().insert(key, id.clone());
+                    stored_ids.insert(id);
                 }
             }
             // A key between its staging and its promotion has its secret at the pending path.
-            if let Ok(Some(staged)) = vault.read_staged(TEAM, name).await {
+            if let Ok(Some(staged)) = patiently(|| vault.read_staged(TEAM, name)).await {
                 stored_ids.insert(staged.secret.key_id);
             }
         }
@@ -556,4 +554,26 @@ fn contains_any_finds_each_needle_wherever_it_is() {
     assert!(contains_any(db, &[b"zzzzzzzz", b"TOKEN2"]));
     assert!(contains_any(db, &[b"ab12"]));
     assert!(!contains_any(db, &[b"TOKENxyz9z", b"12TOKENy"]));
+}
+
+/// A read for an invariant check: an unreachable or slow Vault (a loaded
+/// machine) is asked again, and one that stays so fails the test as such,
+/// never as a broken invariant; any other answer (absent, deleted) is returned.
+async fn patiently<T, F, Fut>(mut read: F) -> Result<T, VaultError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, VaultError>>,
+{
+    for _ in 0..5 {
+        match read().await {
+            Err(e) if e.is_unreachable() => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            other => return other,
+        }
+    }
+    match read().await {
+        Err(e) if e.is_unreachable() => panic!("cannot read Vault for an invariant check: {e}"),
+        other => other,
+    }
 }
