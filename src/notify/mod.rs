@@ -6,7 +6,7 @@
 //! only turns a [`SweepReport`] into [`Event`]s ([`events_for`]: which events,
 //! and why some alerts are not events), keeps those `[notify] events` allows,
 //! and puts them on a bounded queue (a full queue drops the event and counts
-//! it); a background task ([`delivery`]) POSTs them one by one with retries and
+//! it); a background task (`delivery`) POSTs them one by one with retries and
 //! backoff, and logs and counts what it finally could not deliver. A webhook
 //! that is down, slow or failing never fails or delays a sweep.
 //!
