@@ -35,6 +35,7 @@ use crate::engine::planner::{KeyRole, NextStep, Note};
 use crate::engine::SweepReport;
 use crate::exit::Exit;
 use crate::local_http::{self, Limits};
+use crate::notify::StatsSource;
 
 /// Every series name starts with this.
 pub const PREFIX: &str = "masv_key_rotator_";
@@ -54,6 +55,8 @@ struct Inner {
     sweep_interval: Duration,
     clock: SharedClock,
     state: Mutex<State>,
+    /// The webhook's delivery counters, read at scrape time (None: no `[notify]`).
+    webhook: Mutex<Option<StatsSource>>,
 }
 
 #[derive(Default)]
@@ -173,6 +176,7 @@ impl Metrics {
                 sweep_interval,
                 clock,
                 state: Mutex::new(State::default()),
+                webhook: Mutex::new(None),
             }),
         }
     }
@@ -183,6 +187,16 @@ impl Metrics {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Exposes the webhook's delivery counters (`webhook_deliveries_total`,
+    /// `webhook_deliveries_failed_total`); without a webhook both stay 0.
+    pub fn count_webhook(&self, source: StatsSource) {
+        *self
+            .inner
+            .webhook
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(source);
     }
 
     /// Takes in one finished sweep (call it from the sweep loop's `on_sweep`).
@@ -416,6 +430,30 @@ impl Metrics {
                 seconds(*at - now),
             );
         }
+
+        let webhook = self
+            .inner
+            .webhook
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .map(StatsSource::snapshot)
+            .unwrap_or_default();
+        Family::new(
+            &mut out,
+            "webhook_deliveries_total",
+            "counter",
+            "Webhook events the receiver accepted (2xx).",
+        )
+        .sample(&[], webhook.delivered);
+        Family::new(
+            &mut out,
+            "webhook_deliveries_failed_total",
+            "counter",
+            "Webhook events not delivered: every attempt failed or was refused (undelivered), or the queue was full (queue_full).",
+        )
+        .sample(&[("reason", "undelivered")], webhook.failed)
+        .sample(&[("reason", "queue_full")], webhook.dropped);
 
         Family::new(
             &mut out,

@@ -14,7 +14,7 @@
 //! patterns, the policies, the schedule, MASV's and Vault's settings and
 //! credentials, the database path. It keeps what was set up once at start: the `[log]` settings,
 //! the `/metrics` listener and the interval its health check expects (from the
-//! schedule at start), the `[notify]` webhook, and the instance lock, which
+//! schedule at start), the `[notify]` webhook (URL, secret and event filter), and the instance lock, which
 //! stays on the database file it was taken for. A reload does not log in to
 //! MASV first: a new password that MASV refuses shows as failed sweeps.
 

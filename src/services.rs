@@ -5,10 +5,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use crate::config::{Config, VaultCredentials};
 use crate::exit::{CommandError, Exit};
 use crate::masv::{MasvClient, MasvSettings};
-use crate::notify::Notifier;
+use crate::notify::{Notifier, NotifySettings, Signer};
 use crate::store::Records;
 use crate::store::Store;
 use crate::vault::{VaultSettings, VaultStore};
@@ -56,13 +58,26 @@ pub async fn connect_vault(settings: VaultSettings) -> Result<VaultStore, Comman
     })
 }
 
-/// The webhook notifier `[notify]` asks for, if any (`path` is the config file,
-/// for the message).
-pub fn alerts(config: &Config, path: &Path) -> Result<Option<Notifier>, CommandError> {
+/// The webhook notifier `[notify]` asks for, if any, signing with
+/// `webhook_secret` when the config names one (`path` is the config file, for
+/// the message).
+pub fn alerts(
+    config: &Config,
+    path: &Path,
+    webhook_secret: Option<SecretString>,
+) -> Result<Option<Notifier>, CommandError> {
     config
         .notify
         .as_ref()
-        .map(|n| Notifier::new(&n.webhook_url, Duration::from_secs(10)))
+        .map(|n| {
+            let settings = NotifySettings {
+                timeout: Duration::from_secs(10),
+                events: n.event_filter(),
+                signer: webhook_secret.map(Signer::new),
+                ..NotifySettings::default()
+            };
+            Notifier::with_settings(&n.webhook_url, settings)
+        })
         .transpose()
         .map_err(|e| CommandError::usage(format!("{}: notify.webhook_url: {e}", path.display())))
 }

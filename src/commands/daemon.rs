@@ -1,5 +1,6 @@
 //! `run`: the daemon. Sweeps on the schedule until SIGTERM or SIGINT (finishing
-//! the step in flight, exit 0); SIGHUP re-reads the config ([`crate::reload`]:
+//! the step in flight and giving pending webhook events a bounded
+//! [`DRAIN_GRACE`], exit 0); SIGHUP re-reads the config ([`crate::reload`]:
 //! an invalid one is rejected and the running one kept). Under systemd it reports READY=1 once the
 //! config, the database and a first MASV login are good, feeds the watchdog from
 //! the sweep loop, and publishes each sweep's summary as STATUS=.
@@ -20,6 +21,7 @@ use crate::engine::sweep::Heartbeat;
 use crate::engine::SweepReport;
 use crate::exit::{CommandError, CommandResult, Exit};
 use crate::metrics::Metrics;
+use crate::notify::DRAIN_GRACE;
 use crate::reload::{self, Running};
 use crate::services::{self, DbAccess};
 use crate::systemd::SystemdNotifier;
@@ -101,6 +103,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
         .and_then(|()| reload::listen(shutdown.clone()))
         .map_err(|e| CommandError::failed(format_args!("cannot install signal handlers: {e}")))?;
     let notifier = SystemdNotifier::from_env();
+    let webhook_secret = credentials.webhook_secret.clone();
     let engine = App::from_config(&config, credentials, DbAccess::ReadWrite)
         .heartbeat(watchdog(&notifier))
         .build()
@@ -119,10 +122,13 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
             format_args!("first MASV login failed: {e}"),
         ));
     }
-    // Optional /metrics + /healthz and webhook alerts; they live across reloads
-    // (a changed [metrics] listen address or webhook URL needs a restart).
+    // Optional /metrics + /healthz and webhook events; they live across reloads
+    // (a changed [metrics] listen address or [notify] table needs a restart).
     let metrics = serve_metrics(&config, path, shutdown.clone()).await?;
-    let alerts = services::alerts(&config, path)?.map(Arc::new);
+    let alerts = services::alerts(&config, path, webhook_secret)?.map(Arc::new);
+    if let (Some(m), Some(a)) = (&metrics, &alerts) {
+        m.count_webhook(a.stats_source());
+    }
     notifier.ready();
     info!(cron = %config.schedule.cron, teams = config.teams.len(), "started");
 
@@ -182,8 +188,8 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
         notifier.ready();
     }
     notifier.stopping();
-    if let Some(a) = alerts.and_then(|a| Arc::try_unwrap(a).ok()) {
-        a.shutdown(Duration::from_secs(5)).await;
+    if let Some(a) = &alerts {
+        a.shutdown(DRAIN_GRACE).await;
     }
     Ok(Exit::Success)
 }

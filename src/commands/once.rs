@@ -1,12 +1,12 @@
 //! `once [--dry-run]` and `rotate --team --name`: one sweep, then exit.
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::app::App;
 use crate::config::Config;
 use crate::engine::{LineageId, SweepMode};
 use crate::exit::{CommandError, CommandResult};
+use crate::notify::DRAIN_GRACE;
 use crate::services::{self, DbAccess};
 
 use super::summary;
@@ -27,20 +27,20 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> CommandResult {
     } else {
         Some(super::lock(&config)?)
     };
+    let webhook_secret = credentials.webhook_secret.clone();
     let engine = App::from_config(&config, credentials, access)
         .build()
         .await?;
     let alerts = match mode {
         SweepMode::DryRun => None,
-        _ => services::alerts(&config, path)?,
+        _ => services::alerts(&config, path, webhook_secret)?,
     };
-    match engine.sweep(&mode).await {
+    let swept = engine.sweep(&mode).await;
+    if let (Ok(report), Some(a)) = (&swept, &alerts) {
+        a.notify(report);
+    }
+    let result = match swept {
         Ok(report) => {
-            if let Some(a) = alerts {
-                a.notify(&report);
-                // one-shot: give the webhook a moment before the process ends
-                a.shutdown(Duration::from_secs(15)).await;
-            }
             if mode == SweepMode::DryRun {
                 print!("{}", summary::plan(&report));
             } else {
@@ -57,7 +57,12 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> CommandResult {
             Ok(report.exit())
         }
         Err(e) => Err(CommandError::usage(e)),
+    };
+    // One-shot: pending webhook events get a bounded moment before the process ends.
+    if let Some(a) = alerts {
+        a.shutdown(DRAIN_GRACE).await;
     }
+    result
 }
 
 /// `rotate` names a lineage the config manages: a team of the config, a name

@@ -14,6 +14,8 @@ use super::{Config, ConfigError};
 pub struct Credentials {
     pub masv_password: SecretString,
     pub vault: VaultCredentials,
+    /// `[notify] webhook_secret_file`, if set: signs each webhook POST.
+    pub webhook_secret: Option<SecretString>,
 }
 
 /// How the daemon authenticates to Vault.
@@ -108,9 +110,18 @@ impl Credentials {
                 config.vault.token_env.as_deref(),
             )?),
         };
+        let webhook_secret = match &config.notify {
+            Some(notify) => notify
+                .webhook_secret_file
+                .as_deref()
+                .map(|path| read_secret(file, "notify", "webhook_secret", Some(path), None))
+                .transpose()?,
+            None => None,
+        };
         Ok(Credentials {
             masv_password,
             vault,
+            webhook_secret,
         })
     }
 }
@@ -168,8 +179,9 @@ pub(super) fn read_secret(
 }
 
 /// A secret file must not be readable or writable by group or others: anyone who
-/// can read it can take over the MASV account or the Vault path. Refused (not
-/// just warned about) because the daemon cannot know who else is on the machine.
+/// can read it can take over the MASV account or the Vault path, or sign
+/// webhook events of their own. Refused (not just warned about) because the
+/// daemon cannot know who else is on the machine.
 /// systemd credentials (`LoadCredential=`) always pass: they are 0400.
 fn check_private(config_file: &Path, field: &str, path: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::checks::check_url;
 use super::ConfigError;
+use crate::notify::{EventFilter, EventKind};
 
 fn database_path() -> PathBuf {
     PathBuf::from("/var/lib/masv-key-rotator/state.db")
@@ -96,10 +97,30 @@ pub struct MetricsConfig {
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     pub webhook_url: String,
+    /// Signs each POST; a secret file like the others (see `secrets`).
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Which events are sent (an unknown name fails to parse); None: all.
+    pub events: Option<Vec<EventKind>>,
 }
 
 impl NotifyConfig {
     pub(super) fn check(&self, file: &Path) -> Result<(), ConfigError> {
-        check_url(file, "notify.webhook_url", &self.webhook_url)
+        check_url(file, "notify.webhook_url", &self.webhook_url)?;
+        if self.events.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ConfigError::invalid(
+                file,
+                "notify.events",
+                "names no event: list at least one, or leave the field out to send all",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The events to send.
+    pub fn event_filter(&self) -> EventFilter {
+        match &self.events {
+            Some(kinds) => EventFilter::only(kinds.iter().copied()),
+            None => EventFilter::all(),
+        }
     }
 }

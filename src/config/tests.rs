@@ -209,3 +209,37 @@ fn vault_timeout_is_not_a_field_of_the_file() {
     assert_eq!(e.field(), Some("vault.timeout"), "{e}");
     assert!(e.to_string().contains("unknown field `timeout`"), "{e}");
 }
+
+#[test]
+fn notify_events_default_to_all_and_a_list_keeps_only_its_events() {
+    use crate::notify::{EventFilter, EventKind};
+    let base = format!("{MINIMAL}\n[notify]\nwebhook_url = \"https://hooks.example.com/x\"\n");
+    let all = parse(&base).unwrap().notify.unwrap();
+    assert_eq!(all.event_filter(), EventFilter::all());
+    assert_eq!(all.webhook_secret_file, None);
+    let listed = format!(
+        "{base}events = [\"rotation.failed\", \"key.expiring\", \"lease.lost\"]\nwebhook_secret_file = \"/run/s\"\n"
+    );
+    let some = parse(&listed).unwrap().notify.unwrap();
+    assert_eq!(
+        some.event_filter(),
+        EventFilter::only([
+            EventKind::RotationFailed,
+            EventKind::KeyExpiring,
+            EventKind::LeaseLost
+        ])
+    );
+    assert_eq!(
+        some.webhook_secret_file.as_deref(),
+        Some(Path::new("/run/s"))
+    );
+    assert_eq!(
+        field_of(&format!("{base}events = [\"key.stale\", \"key.gone\"]\n")),
+        "notify.events[1]"
+    );
+    assert_eq!(field_of(&format!("{base}events = []\n")), "notify.events");
+    assert_eq!(
+        field_of(&format!("{base}webhook_secret_env = \"X\"\n")),
+        "notify.webhook_secret_env"
+    );
+}

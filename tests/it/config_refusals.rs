@@ -1,6 +1,7 @@
 //! Configs the binary refuses before doing anything, with exit 2 and a message
-//! naming the file: one that group or others may write, and plain http to a
-//! MASV or Vault that is not on loopback (unless opted out, which is warned about).
+//! naming the file: one that group or others may write, plain http to a
+//! MASV or Vault that is not on loopback (unless opted out, which is warned about),
+//! and a webhook secret file that is missing, open to others or empty.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
@@ -86,4 +87,57 @@ async fn the_insecure_http_opt_out_is_accepted_with_a_warning() {
         e.contains("WARN") && e.contains("masv.allow_insecure_http = true"),
         "{e}"
     );
+}
+
+/// Every command that reads the secrets exits 2 naming `field` and `problem`,
+/// before anything is changed.
+async fn assert_refused(o: &Offline, field: &str, problem: &str) {
+    for command in [
+        vec!["once"],
+        vec!["run"],
+        vec![
+            "rotate",
+            "--team",
+            "01FB4S68W7RAW4M89801H1C4CR",
+            "--name",
+            "ci-a",
+        ],
+        vec!["check-config"],
+    ] {
+        let out = o.run(&command).await;
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {e}");
+        let shown = format!("{}: {field}: ", o.config.display());
+        assert!(
+            e.contains(&shown) && e.contains(problem),
+            "{command:?}: {e}"
+        );
+        assert!(!e.contains("whsec"), "{e}");
+        assert!(!o.db.exists(), "nothing was changed");
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_secret_file_is_refused_like_the_other_secret_files() {
+    let o = Offline::new();
+    let secret = o.dir.path().join("webhook-secret");
+    o.edit(|t| {
+        format!(
+            "{t}\n[notify]\nwebhook_url = \"http://127.0.0.1:9/hook\"\nwebhook_secret_file = \"{}\"\n",
+            secret.display()
+        )
+    });
+    let field = "notify.webhook_secret_file";
+    let shown = secret.display();
+    assert_refused(&o, field, &format!("cannot read {shown}")).await;
+
+    std::fs::write(&secret, "whsec-open-to-all\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open =
+        format!("{shown} is accessible by group or others (mode 0644); run: chmod 600 {shown}");
+    assert_refused(&o, field, &open).await;
+
+    std::fs::write(&secret, "\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_refused(&o, field, "the secret is empty").await;
 }

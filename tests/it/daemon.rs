@@ -263,8 +263,13 @@ impl Daemon {
         assert!(ok.success());
     }
 
-    async fn stop(mut self) -> Option<i32> {
+    async fn stop(self) -> Option<i32> {
         self.signal("-TERM");
+        self.exited().await
+    }
+
+    /// Waits for the process to end; its exit code.
+    async fn exited(mut self) -> Option<i32> {
         tokio::task::spawn_blocking(move || self.child.wait().unwrap().code())
             .await
             .unwrap()
@@ -512,11 +517,40 @@ async fn a_failed_rotation_posts_a_webhook() {
     let got = received.lock().unwrap().clone();
     let failed = got
         .iter()
-        .find(|e| e["event"] == "rotation_failed")
+        .find(|e| e["event"] == "rotation.failed")
         .unwrap_or_else(|| panic!("{got:?}"));
-    assert_eq!(failed["lineage"], "ci-build");
+    assert_eq!(failed["key_name"], "ci-build");
     let text = serde_json::to_string(&got).unwrap();
     for s in w.sim.issued_secrets().iter().chain([&ro]) {
         assert!(!text.contains(s.as_str()), "a secret in a webhook");
     }
+}
+
+#[tokio::test]
+async fn sigterm_gives_a_hanging_webhook_a_bounded_few_seconds() {
+    use crate::notify::{Hook, Reply};
+    let mut hook = Hook::start(&[Reply::Hang]).await;
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+    let config = w.write_config(&format!(
+        "\n[schedule]\ncron = \"0 0 * * * *\"\n\n[notify]\nwebhook_url = \"{}\"\n",
+        hook.url
+    ));
+    let daemon = Daemon::start(&config, &[]);
+    daemon.wait_for_log("sweep finished").await;
+    hook.next().await; // the adoption's event is out, and the webhook never answers
+    let started = Instant::now();
+    daemon.signal("-TERM");
+    daemon
+        .wait_for_log("webhook events abandoned at exit")
+        .await;
+    let log = daemon.log.clone();
+    let code = daemon.exited().await;
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "{}", log.lock().unwrap());
+    let grace = masv_key_rotator::notify::DRAIN_GRACE;
+    assert!(
+        took < grace + StdDuration::from_secs(3),
+        "stopped within the grace plus a margin: {took:?}"
+    );
 }

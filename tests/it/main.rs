@@ -7,6 +7,7 @@ mod config_files;
 mod config_refusals;
 mod daemon;
 mod engine;
+mod events;
 mod fault_matrix;
 mod helpers;
 mod hostile;
