@@ -1,5 +1,6 @@
 //! Test rig: isolated worlds of simulator, Vault and SQLite.
 
+pub mod bao;
 pub mod bin;
 pub mod offline;
 pub mod vault;
