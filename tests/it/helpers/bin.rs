@@ -26,3 +26,14 @@ pub async fn once(config: &Path) -> Output {
     ])
     .await
 }
+
+/// `masv-key-rotator --config <config> once`, which must exit 0.
+pub async fn once_succeeds(config: &Path) {
+    let out = once(config).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -2,6 +2,7 @@
 
 pub mod bao;
 pub mod bin;
+pub mod continuous;
 pub mod offline;
 pub mod vault;
 pub mod vault_proxy;
