@@ -2,6 +2,8 @@
 //! lifetimes, every MASV call delayed), `kill -9`ed at random moments and
 //! restarted, with the SPEC invariants checked from the outside after every kill
 //! (simulator state, Vault versions, audit chain, `PRAGMA integrity_check`).
+//! All along, consumers read each lineage's Vault path and call MASV with the
+//! key they find: none may ever be refused, kills or not.
 //! `KILL_MATRIX_KILLS` sets the number of kills (default 200).
 
 use std::process::{Command, Stdio};
@@ -12,6 +14,7 @@ use masv_key_rotator::simulator::{Fault, FaultKind};
 use rand::Rng;
 
 use crate::helpers::bin;
+use crate::helpers::consumers::{Rig, APP_PACE};
 use crate::helpers::continuous::{count_from_env, due_lineages, FAST_POLICY};
 use crate::helpers::world::World;
 
@@ -19,11 +22,12 @@ use crate::helpers::world::World;
 async fn kill_9_at_random_moments_never_breaks_an_invariant() {
     let kills = count_from_env("KILL_MATRIX_KILLS", 200) as usize;
     let w = World::realtime().await;
-    due_lineages(&w, 4);
+    let lineages = due_lineages(&w, 4);
     // every MASV request takes 15 ms, so kills land inside steps
     w.sim
         .inject(Fault::new(FaultKind::Latency(StdDuration::from_millis(15))).times(usize::MAX));
     let config = w.write_config(FAST_POLICY);
+    let consumers = Rig::new(&w, APP_PACE).await.reading_vault(&lineages, 2);
     let mut rng = rand::thread_rng();
     let started = Instant::now();
     let mut killed_mid_flight = 0;
@@ -58,6 +62,7 @@ async fn kill_9_at_random_moments_never_breaks_an_invariant() {
     for _ in 0..2 {
         bin::once_succeeds(&config).await;
     }
+    let consumed = consumers.stop().await;
     w.assert_invariants().await;
     // Liveness: nothing is left in flight, and every lineage's stored key works now.
     let open: i64 = sqlx::query_scalar(
@@ -93,9 +98,11 @@ async fn kill_9_at_random_moments_never_breaks_an_invariant() {
         started.elapsed().as_secs_f64(),
         w.sim.mutations().len()
     );
+    println!("kill matrix consumers: {consumed}");
     assert!(rotations >= 4, "the daemon made progress between kills");
     assert!(
         killed_mid_flight > kills / 10,
         "kills landed mid-flight: {killed_mid_flight}"
     );
+    consumed.assert_no_refusals("kill matrix");
 }
