@@ -160,11 +160,11 @@ impl Rig {
         status: u16,
     ) -> Refusal {
         let refused_at = Utc::now();
-        let (masv_id, masv) = tally::masv_view(&self.sim, &seen.api_key);
+        let masv = tally::masv_view(&self.sim, &seen.api_key);
         let key_id = seen
             .key_id
             .clone()
-            .or(masv_id)
+            .or_else(|| masv.key_id.clone())
             .unwrap_or_else(|| "(unknown)".into());
         let read_from = match source {
             Source::Vault => seen.describe(),

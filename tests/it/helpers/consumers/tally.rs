@@ -2,7 +2,7 @@
 //! read and refused, its state in MASV and what Vault named then), and the
 //! reads that found no key, counted apart.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -23,7 +23,7 @@ pub struct Refusal {
     pub read_at: DateTime<Utc>,
     pub refused_at: DateTime<Utc>,
     /// The key's state in the simulator right after the refusal.
-    pub masv: String,
+    pub masv: MasvView,
     /// What the lineage's Vault path named right after the refusal.
     pub vault_then: String,
 }
@@ -42,7 +42,7 @@ impl fmt::Display for Refusal {
             stamp(self.refused_at),
             stamp(self.read_at),
             self.read_from,
-            self.masv,
+            self.masv.state,
             self.vault_then
         )
     }
@@ -90,6 +90,15 @@ impl Tally {
         self.refusals.iter().map(|r| r.key_id.as_str()).collect()
     }
 
+    /// How many refusals there were of keys with each MASV history.
+    fn refusals_by_history(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for r in &self.refusals {
+            *counts.entry(r.masv.history).or_default() += 1;
+        }
+        counts
+    }
+
     /// Fails naming every refused key and the first refusals in full.
     pub fn assert_no_refusals(&self, what: &str) {
         const SHOWN: usize = 20;
@@ -120,10 +129,14 @@ impl fmt::Display for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} calls, {} refused ({} distinct keys); {} reads before a first key, {} reads finding none after one, {} failed reads, {} calls unanswered",
+            "{} calls, {} refused ({} distinct keys{}); {} reads before a first key, {} reads finding none after one, {} failed reads, {} calls unanswered",
             self.calls,
             self.refusals.len(),
             self.refused_key_ids().len(),
+            self.refusals_by_history()
+                .iter()
+                .map(|(history, n)| format!("; {n} with the key {history}"))
+                .collect::<String>(),
             self.missing,
             self.gaps,
             self.unread,
@@ -132,12 +145,27 @@ impl fmt::Display for Tally {
     }
 }
 
-/// The key holding `api_key` in the simulator, and its state there: whether it
-/// was ever activated or deactivated tells a key refused before its activation
-/// (the handoff window) from one retired under a consumer that read too late.
-pub fn masv_view(sim: &Simulator, api_key: &str) -> (Option<String>, String) {
+/// A refused key as the simulator has it: whether it was ever activated or
+/// deactivated tells a key refused before its activation (the handoff window)
+/// from one retired under a consumer that read too late.
+#[derive(Debug, Clone)]
+pub struct MasvView {
+    pub key_id: Option<String>,
+    /// Its toggles so far: "never activated so far", "activated, then deactivated"…
+    pub history: &'static str,
+    /// Its state, toggles and expiry, for a message.
+    pub state: String,
+}
+
+/// The key holding `api_key` in the simulator, and its state there.
+pub fn masv_view(sim: &Simulator, api_key: &str) -> MasvView {
     let Some(key) = sim.keys(TEAM).into_iter().find(|k| k.secret == api_key) else {
-        return (None, "no such key (deleted, or never issued)".into());
+        let history = "unknown to MASV (deleted, or never issued)";
+        return MasvView {
+            key_id: None,
+            history,
+            state: history.into(),
+        };
     };
     let toggled = |action: &str| {
         let suffix = format!("{}/{action}", key.id);
@@ -155,8 +183,9 @@ pub fn masv_view(sim: &Simulator, api_key: &str) -> (Option<String>, String) {
         .expiry
         .map(|e| format!(", expiry {}", stamp(e)))
         .unwrap_or_default();
-    (
-        Some(key.id.clone()),
-        format!("{:?} ({history}{expiry})", key.state),
-    )
+    MasvView {
+        key_id: Some(key.id.clone()),
+        history,
+        state: format!("{:?} ({history}{expiry})", key.state),
+    }
 }
