@@ -175,7 +175,7 @@ pub fn masv_view(sim: &Simulator, api_key: &str) -> MasvView {
     };
     let history = match (toggled("active"), toggled("inactive")) {
         (false, false) => "never activated so far",
-        (true, false) => "activated",
+        (true, false) => "activated by the time it was looked at",
         (false, true) => "deactivated, never activated by a call",
         (true, true) => "activated, then deactivated",
     };
