@@ -1,6 +1,8 @@
 //! The MASV fault matrix: every fault class at every step of a rotation's life,
 //! one at a time; each must be survived (invariants intact after the faulted
-//! sweep and after the next ones) with the right exit code.
+//! sweep and after the next ones) with the right exit code. Consumers read the
+//! lineage's Vault path and call MASV with its key throughout each case: none
+//! may ever be refused, whatever the fault.
 
 use std::time::Duration as StdDuration;
 
@@ -10,6 +12,7 @@ use masv_key_rotator::masv::KeyState;
 use masv_key_rotator::simulator::{Fault, FaultKind};
 use reqwest::Method;
 
+use crate::helpers::consumers::{Rig, Tally, QUICK_PACE};
 use crate::helpers::vault::TestVault;
 use crate::helpers::world::World;
 
@@ -85,6 +88,7 @@ fn expected(step: Step, fault: &FaultKind) -> Exit {
 async fn every_masv_fault_at_every_step_is_survived() {
     let mut vault = Some(TestVault::start().await);
     let mut cases = 0;
+    let mut consumed = Tally::default();
     for step in [
         Step::List,
         Step::Create,
@@ -98,6 +102,9 @@ async fn every_masv_fault_at_every_step_is_survived() {
             let w = World::with_vault(vault.take().unwrap().renamed(&format!("fm{cases}"))).await;
             *w.masv_timeout.lock().unwrap() = StdDuration::from_secs(1);
             let old = w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+            let consumers = Rig::new(&w, QUICK_PACE)
+                .await
+                .reading_vault(&["ci-build".to_string()], 2);
             // bring the lineage to the step
             match step {
                 Step::Deactivate => {
@@ -155,11 +162,14 @@ async fn every_masv_fault_at_every_step_is_survived() {
                 Step::Delete => assert_eq!(w.state(&old.id), None, "{label}"),
                 _ => {}
             }
+            consumed.add(consumers.stop().await.in_case(&label));
             cases += 1;
             let World { vault: v, .. } = w;
             vault = Some(v);
         }
     }
     println!("MASV fault matrix: {cases} cases survived");
+    println!("MASV fault matrix consumers: {consumed}");
     assert_eq!(cases, 48);
+    consumed.assert_no_refusals("MASV fault matrix");
 }

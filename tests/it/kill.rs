@@ -2,52 +2,32 @@
 //! lifetimes, every MASV call delayed), `kill -9`ed at random moments and
 //! restarted, with the SPEC invariants checked from the outside after every kill
 //! (simulator state, Vault versions, audit chain, `PRAGMA integrity_check`).
+//! All along, consumers read each lineage's Vault path and call MASV with the
+//! key they find: none may ever be refused, kills or not.
 //! `KILL_MATRIX_KILLS` sets the number of kills (default 200).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::Duration;
 use masv_key_rotator::masv::KeyState;
 use masv_key_rotator::simulator::{Fault, FaultKind};
 use rand::Rng;
 
 use crate::helpers::bin;
+use crate::helpers::consumers::{Rig, APP_PACE};
+use crate::helpers::continuous::{count_from_env, due_lineages, FAST_POLICY};
 use crate::helpers::world::World;
-
-const FAST_POLICY: &str = r#"
-[schedule]
-cron = "* * * * * *"
-
-[policy]
-rotate_before_expiry = "20s"
-max_age = "1h"
-new_key_lifetime = "30s"
-grace_period = "1s"
-idle_before_deactivate = "1s"
-max_overlap = "3s"
-delete_after = "2s"
-unused_after = "1h"
-"#;
 
 #[tokio::test]
 async fn kill_9_at_random_moments_never_breaks_an_invariant() {
-    let kills: usize = std::env::var("KILL_MATRIX_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let kills = count_from_env("KILL_MATRIX_KILLS", 200) as usize;
     let w = World::realtime().await;
-    for i in 0..4 {
-        w.seed(
-            &format!("ci-{i}"),
-            Duration::days(1),
-            Some(Duration::seconds(5)),
-        );
-    }
+    let lineages = due_lineages(&w, 4);
     // every MASV request takes 15 ms, so kills land inside steps
     w.sim
         .inject(Fault::new(FaultKind::Latency(StdDuration::from_millis(15))).times(usize::MAX));
     let config = w.write_config(FAST_POLICY);
+    let consumers = Rig::new(&w, APP_PACE).await.reading_vault(&lineages, 2);
     let mut rng = rand::thread_rng();
     let started = Instant::now();
     let mut killed_mid_flight = 0;
@@ -80,14 +60,9 @@ async fn kill_9_at_random_moments_never_breaks_an_invariant() {
     // Two uninterrupted `once` runs settle what the last kill left: the first
     // resumes or rolls back, the second rotates whatever the first rolled back.
     for _ in 0..2 {
-        let out = bin::once(&config).await;
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        bin::once_succeeds(&config).await;
     }
+    let consumed = consumers.stop().await;
     w.assert_invariants().await;
     // Liveness: nothing is left in flight, and every lineage's stored key works now.
     let open: i64 = sqlx::query_scalar(
@@ -123,9 +98,11 @@ async fn kill_9_at_random_moments_never_breaks_an_invariant() {
         started.elapsed().as_secs_f64(),
         w.sim.mutations().len()
     );
+    println!("kill matrix consumers: {consumed}");
     assert!(rotations >= 4, "the daemon made progress between kills");
     assert!(
         killed_mid_flight > kills / 10,
         "kills landed mid-flight: {killed_mid_flight}"
     );
+    consumed.assert_no_refusals("kill matrix");
 }

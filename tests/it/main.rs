@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod config_files;
 mod config_refusals;
+mod consumers;
 mod daemon;
 mod engine;
 mod events;

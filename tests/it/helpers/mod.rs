@@ -1,6 +1,10 @@
 //! Test rig: isolated worlds of simulator, Vault and SQLite.
 
+pub mod bao;
+pub mod bao_agent;
 pub mod bin;
+pub mod consumers;
+pub mod continuous;
 pub mod offline;
 pub mod vault;
 pub mod vault_proxy;
