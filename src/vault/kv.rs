@@ -183,10 +183,21 @@ impl VaultStore {
     pub async fn stage(&self, secret: &LineageSecret) -> Result<u64, VaultError> {
         let path = self.slot_path(Slot::Pending, &secret.team_id, &secret.key_name)?;
         let version = self.put(&path, secret, None).await?;
-        let back = self.read_at(&path, Some(version)).await?;
+        self.read_back(&path, secret, version).await
+    }
+
+    /// Reads `version` at `path` back and compares every field with `secret`,
+    /// key included; the version if they all match.
+    async fn read_back(
+        &self,
+        path: &str,
+        secret: &LineageSecret,
+        version: u64,
+    ) -> Result<u64, VaultError> {
+        let back = self.read_at(path, Some(version)).await?;
         match first_difference(secret, &back.secret) {
             Some(field) => Err(VaultError::ReadBackMismatch {
-                path: self.full_path(&path),
+                path: self.full_path(path),
                 field,
             }),
             None => Ok(version),
@@ -289,14 +300,8 @@ impl VaultStore {
         cas: u64,
     ) -> Result<u64, VaultError> {
         let version = self.write(secret, cas).await?;
-        let back = self
-            .read_version(&secret.team_id, &secret.key_name, version)
-            .await?;
-        let path = self.full_path(&self.secret_path(&secret.team_id, &secret.key_name));
-        match first_difference(secret, &back.secret) {
-            Some(field) => Err(VaultError::ReadBackMismatch { path, field }),
-            None => Ok(version),
-        }
+        let path = self.checked_path(&secret.team_id, &secret.key_name)?;
+        self.read_back(&path, secret, version).await
     }
 
     /// The secret's KV history, oldest first.
