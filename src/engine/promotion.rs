@@ -7,14 +7,14 @@
 use chrono::{DateTime, Utc};
 use tracing::info;
 
-use super::audit::AuditAction;
+use super::audit::{AuditAction, Outcome};
 use super::executor::{Executor, LineageContext};
 use super::failpoints::Boundary;
 use super::key::{Key, KeyState};
 use super::model::{RetirePhase, RetirementRecord, RotationPhase, RotationRecord, VaultView};
 use super::ports::{KeyApi, SecretStore, SecretStoreError};
 use super::records::Change;
-use super::secret::LineageSecret;
+use super::secret::{LineageSecret, StoredSecret};
 use super::step::{about, Recorded, StepError};
 
 /// A promotion that did not land.
@@ -104,27 +104,19 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         let rid = rot.rotation_id.as_str();
         let new_id = rot.new_key_id.clone().unwrap_or_default();
         let step = about(lineage, Some(&new_id), Some(rid), AuditAction::Promote);
+        let unstaged = self.secrets.unstage(&lineage.team_id, &lineage.name).await;
+        let done = Promoted { version, unstaged };
+        let recorded = promoted(
+            ctx,
+            rid,
+            &new_id,
+            &done,
+            promoted_at,
+            "found after a restart",
+        );
         self.steps
-            .run(
-                step,
-                async {
-                    let unstaged = self.secrets.unstage(&lineage.team_id, &lineage.name).await;
-                    Ok::<_, SecretStoreError>(Promoted { version, unstaged })
-                },
-                |done: &Promoted| {
-                    promoted(
-                        ctx,
-                        rid,
-                        &new_id,
-                        done,
-                        promoted_at,
-                        "found after a restart",
-                    )
-                },
-                |e: &SecretStoreError| Recorded::new(vec![], e.to_string()),
-            )
-            .await??;
-        Ok(())
+            .record(recorded.changes, Some((step, Outcome::Ok, recorded.detail)))
+            .await
     }
 
     /// The check-and-set write; on an error, a look at the lineage's path by
@@ -142,10 +134,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                 Ok(other) => {
                     return Err(NotPromoted {
                         error,
-                        view: Some(other.map(|s| VaultView {
-                            key_id: s.secret.key_id,
-                            version: s.version,
-                        })),
+                        view: Some(other.as_ref().map(StoredSecret::view)),
                     })
                 }
                 Err(_) => return Err(NotPromoted { error, view: None }),

@@ -18,7 +18,7 @@ use super::model::{DueReason, LineageId, RotationPhase, RotationRecord, VaultVie
 use super::ports::{KeyApi, SecretStore};
 use super::ports::{KeyApiError, KeyErrorKind, SecretStoreError};
 use super::records::Change;
-use super::secret::LineageSecret;
+use super::secret::{LineageSecret, StoredSecret};
 use super::step::{about, Recorded, StepError};
 
 /// How a store attempt that returned an error ended, once Vault was looked at.
@@ -114,10 +114,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         lineage: &LineageId,
     ) -> Result<Option<VaultView>, StepError> {
         let stored = self.secrets.read(&lineage.team_id, &lineage.name).await?;
-        Ok(stored.map(|s| VaultView {
-            key_id: s.secret.key_id,
-            version: s.version,
-        }))
+        Ok(stored.as_ref().map(StoredSecret::view))
     }
 
     /// Creates the new key inactive, with the rotation's marker. The rotation's

@@ -7,6 +7,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
+use super::model::VaultView;
+
 /// A lineage's secret as stored in Vault (docs/design.md, section 5).
 #[derive(Clone)]
 pub struct LineageSecret {
@@ -40,4 +42,14 @@ impl fmt::Debug for LineageSecret {
 pub struct StoredSecret {
     pub version: u64,
     pub secret: LineageSecret,
+}
+
+impl StoredSecret {
+    /// What the engine remembers of it: which key, at which version.
+    pub fn view(&self) -> VaultView {
+        VaultView {
+            key_id: self.secret.key_id.clone(),
+            version: self.version,
+        }
+    }
 }

@@ -24,6 +24,7 @@ use super::policy::Policy;
 use super::ports::RecordStore;
 use super::ports::{KeyApi, SecretStore};
 use super::records::{Change, TeamRecords};
+use super::secret::StoredSecret;
 use super::step::StepRunner;
 use crate::clock::SharedClock;
 use crate::exit::Exit;
@@ -315,10 +316,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             return Ok((view.clone(), false));
         }
         let stored = self.secrets.read(&lineage.team_id, &lineage.name).await?;
-        let view = stored.map(|s| VaultView {
-            key_id: s.secret.key_id.clone(),
-            version: s.version,
-        });
+        let view = stored.as_ref().map(StoredSecret::view);
         if mode != &SweepMode::DryRun {
             if let Some(r) = &self.records {
                 r.apply(
