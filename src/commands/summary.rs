@@ -29,6 +29,39 @@ fn describe(action: &Action) -> String {
         }
         Action::Track { key_id } => format!("track extra key {key_id} for retirement"),
         Action::Forget { key_id } => format!("forget {key_id} (no longer listed)"),
+        Action::Adopt {
+            rotation_id,
+            key_id,
+            phase,
+            ..
+        } => format!(
+            "adopt rotation {rotation_id} left by another instance and resume it (new key {key_id}, {phase})"
+        ),
+        Action::Discard {
+            rotation_id,
+            key_id,
+            why,
+            unstage,
+        } => format!(
+            "give up rotation {rotation_id} left by another instance: its key {key_id} {}{}",
+            why.as_str(),
+            if *unstage { "; remove its pending entry" } else { "" }
+        ),
+        Action::AcceptPromoted {
+            rotation_id,
+            key_id,
+            unstage,
+            ..
+        } => format!(
+            "record {key_id}, promoted by another instance (rotation {rotation_id}){}",
+            if *unstage { "; remove its pending entry" } else { "" }
+        ),
+        Action::RetireInactive {
+            key_id,
+            rotation_id,
+        } => format!(
+            "retire inactive {key_id} (rotation {rotation_id} of another instance); delete it after delete_after"
+        ),
     }
 }
 

@@ -27,10 +27,15 @@ pub enum AuditAction {
     Stage,
     /// The verified new key's secret promoted to the lineage's path.
     Promote,
+    /// A rotation another instance left, taken into the local records from
+    /// what MASV and Vault show (after a takeover).
+    Adopt,
+    /// A local open rotation closed, untouched, when the lease came from another holder.
+    HandOver,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 13] = [
         AuditAction::Create,
         AuditAction::Store,
         AuditAction::Activate,
@@ -42,6 +47,8 @@ impl AuditAction {
         AuditAction::Abandon,
         AuditAction::Stage,
         AuditAction::Promote,
+        AuditAction::Adopt,
+        AuditAction::HandOver,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +64,8 @@ impl AuditAction {
             AuditAction::Abandon => "abandon",
             AuditAction::Stage => "stage",
             AuditAction::Promote => "promote",
+            AuditAction::Adopt => "adopt",
+            AuditAction::HandOver => "hand_over",
         }
     }
 }

@@ -7,7 +7,9 @@
 //!   (and roll back a key whose secret did not reach Vault);
 //! * `resume` — finish or undo a rotation left unfinished, as
 //!   the planner's recovery rules say;
-//! * `retirement` — deactivate, delete, track, forget.
+//! * `retirement` — deactivate, delete, track, forget;
+//! * `takeover` — adopt, discard or accept what another instance left
+//!   (docs/design.md, "Reconciliation after a takeover").
 //!
 //! ```text
 //! creating ─create(inactive, marker)→ created ─→ storing ─CAS write+read back→ stored
@@ -31,6 +33,7 @@ use super::policy::Policy;
 use super::ports::{KeyApi, SecretStore};
 pub use super::step::StepError;
 use super::step::StepRunner;
+use super::takeover::Adopted;
 
 /// A rotation that reached its end: the new key is stored and verified.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -109,6 +112,41 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
             } => self.delete(ctx, key_id, Some(rotation_id)).await,
             Action::Track { key_id } => self.track(ctx, key_id).await,
             Action::Forget { key_id } => self.forget(ctx, key_id).await,
+            Action::Adopt {
+                rotation_id,
+                key_id,
+                phase,
+                old_key_id,
+                cas,
+            } => {
+                let adopted = Adopted {
+                    rotation_id,
+                    key_id,
+                    phase: *phase,
+                    old_key_id: old_key_id.as_deref(),
+                    cas: *cas,
+                };
+                return self.adopt(ctx, adopted).await;
+            }
+            Action::Discard {
+                rotation_id,
+                key_id,
+                why,
+                unstage,
+            } => self.discard(ctx, rotation_id, key_id, *why, *unstage).await,
+            Action::AcceptPromoted {
+                rotation_id,
+                key_id,
+                version,
+                unstage,
+            } => {
+                self.accept_promoted(ctx, rotation_id, key_id, *version, *unstage)
+                    .await
+            }
+            Action::RetireInactive {
+                key_id,
+                rotation_id,
+            } => self.retire_inactive(ctx, key_id, rotation_id).await,
         };
         done.map(|()| None)
     }

@@ -35,11 +35,13 @@ mod rotation;
 pub mod secret;
 mod step;
 pub mod sweep;
+mod takeover;
 
 pub use failpoints::{Boundary, Failpoints};
 pub use model::LineageId;
 pub use policy::Policy;
 pub use sweep::{Engine, ManagedTeam, SweepMode, SweepReport};
+pub use takeover::HandOverReport;
 
 #[cfg(test)]
 mod tests;

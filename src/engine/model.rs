@@ -50,6 +50,9 @@ pub enum DueReason {
     MaxAge,
     /// Asked for by `rotate --team --name`.
     Manual,
+    /// A rotation another instance left in flight, taken over from what MASV
+    /// and Vault show (docs/design.md, "Reconciliation after a takeover").
+    Takeover,
 }
 
 impl DueReason {
@@ -62,6 +65,7 @@ impl DueReason {
             DueReason::Expiring => "expiring",
             DueReason::MaxAge => "max_age",
             DueReason::Manual => "manual",
+            DueReason::Takeover => "takeover",
         }
     }
 }
@@ -83,6 +87,7 @@ impl FromStr for DueReason {
             "expiring" => DueReason::Expiring,
             "max_age" => DueReason::MaxAge,
             "manual" => DueReason::Manual,
+            "takeover" => DueReason::Takeover,
             other => return Err(format!("unknown due reason {other:?}")),
         })
     }
@@ -117,6 +122,11 @@ pub enum RotationPhase {
     /// was suspended or deleted before the rotation finished). The old keys are
     /// untouched and a fresh rotation replaces the dead key.
     Abandoned,
+    /// Terminal: closed without touching MASV or Vault when this instance took
+    /// the lease over from another holder, which may have finished, rolled back
+    /// or replaced it since. Its key is judged afresh from MASV and Vault (it is
+    /// not a rotation this instance knows).
+    HandedOver,
 }
 
 impl RotationPhase {
@@ -133,13 +143,17 @@ impl RotationPhase {
             RotationPhase::RollingBack => "rolling_back",
             RotationPhase::RolledBack => "rolled_back",
             RotationPhase::Abandoned => "abandoned",
+            RotationPhase::HandedOver => "handed_over",
         }
     }
 
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            RotationPhase::Verified | RotationPhase::RolledBack | RotationPhase::Abandoned
+            RotationPhase::Verified
+                | RotationPhase::RolledBack
+                | RotationPhase::Abandoned
+                | RotationPhase::HandedOver
         )
     }
 
@@ -177,6 +191,7 @@ impl FromStr for RotationPhase {
             "rolling_back" => RotationPhase::RollingBack,
             "rolled_back" => RotationPhase::RolledBack,
             "abandoned" => RotationPhase::Abandoned,
+            "handed_over" => RotationPhase::HandedOver,
             other => return Err(format!("unknown rotation phase {other:?}")),
         })
     }
@@ -269,4 +284,7 @@ pub struct RetirementRecord {
 pub struct VaultView {
     pub key_id: String,
     pub version: u64,
+    /// The `rotation_id` field of that secret: only a promotion, which comes
+    /// after the key's verification, writes it (None: cached before it was kept).
+    pub rotation_id: Option<String>,
 }

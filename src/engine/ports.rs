@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use super::audit::NewAuditEntry;
-use super::records::{Change, TeamRecords};
+use super::records::{Change, InFlight, TeamRecords};
 
 use super::key::{CreatedKey, Key, KeyAction, NewKey};
 use super::secret::{LineageSecret, StoredSecret};
@@ -174,6 +174,9 @@ pub trait RecordStore: Send + Sync + 'static {
     ) -> Result<(), RecordError>;
     /// Everything the planner needs about one team, for its listed managed keys.
     async fn load_team(&self, team_id: &str, keys: &[&Key]) -> Result<TeamRecords, RecordError>;
+    /// What this instance has in flight across all teams (open rotations,
+    /// retirements not yet deactivated): what a hand-over closes.
+    async fn in_flight(&self) -> Result<InFlight, RecordError>;
     /// Remembers the team's listed keys (what `status` shows offline).
     async fn snapshot_keys(
         &self,

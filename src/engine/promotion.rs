@@ -169,6 +169,7 @@ fn promoted(
             view: Some(VaultView {
                 key_id: new_id.to_string(),
                 version: done.version,
+                rotation_id: Some(rid.to_string()),
             }),
         },
     ];

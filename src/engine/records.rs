@@ -15,6 +15,10 @@ use super::model::{LineageId, RetirementRecord, RotationPhase, RotationRecord, V
 pub enum Change {
     /// A new rotation (its first intent). Fails if the lineage has one in flight.
     StartRotation(RotationRecord),
+    /// A rotation another instance started, learnt from MASV and Vault after a
+    /// takeover (open, to be resumed, or already finished). Replaces a row of
+    /// the same id only if this instance handed it over; fails otherwise.
+    KnownRotation(RotationRecord),
     /// Move a rotation to a new phase, recording what the step learnt.
     Rotation {
         rotation_id: String,
@@ -30,6 +34,12 @@ pub enum Change {
     Vault {
         lineage: LineageId,
         view: Option<VaultView>,
+    },
+    /// Forget every cached Vault view: the next sweep reads each lineage's path.
+    ForgetVaultViews,
+    /// Drop a retirement record (one this instance never deactivated).
+    ForgetRetirement {
+        key_id: String,
     },
     /// A key proved working.
     Verified {
@@ -85,6 +95,15 @@ impl Change {
     pub fn phase_with_key(rotation_id: &str, phase: RotationPhase, new_key_id: &str) -> Change {
         Self::rotation(rotation_id, phase, Some(new_key_id), None)
     }
+}
+
+/// What this instance had in flight, across all teams: what a hand-over closes.
+#[derive(Debug, Default, Clone)]
+pub struct InFlight {
+    /// Open rotations (any non-terminal phase).
+    pub rotations: Vec<RotationRecord>,
+    /// Retirements this instance has not deactivated (waiting, deactivating).
+    pub undeactivated: Vec<RetirementRecord>,
 }
 
 /// Everything the planner needs about one team, loaded in one go per sweep.

@@ -10,7 +10,7 @@ use super::executor::{Executor, LineageContext};
 use super::failpoints::Boundary;
 use super::key::{KeyAction, KeyState};
 use super::model::{RetirePhase, RetirementRecord};
-use super::planner::DeactivateReason;
+use super::planner::{proven, DeactivateReason};
 use super::ports::{KeyApi, SecretStore};
 use super::ports::{KeyApiError, KeyErrorKind};
 use super::records::Change;
@@ -26,10 +26,14 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         reason: DeactivateReason,
     ) -> Result<(), StepError> {
         let current = ctx.vault.as_ref().map(|v| v.key_id.as_str());
+        // Verified here, or by its provenance (takeover rule R1).
         let guard_ok = current.is_some_and(|c| {
             c != key_id
-                && ctx.verified.contains(c)
-                && ctx.key(c).is_some_and(|k| k.state == KeyState::Active)
+                && ctx.key(c).is_some_and(|k| {
+                    k.state == KeyState::Active
+                        && (ctx.verified.contains(c)
+                            || ctx.vault.as_ref().is_some_and(|v| proven(k, v)))
+                })
         });
         let Some(r) = ctx.retirement(key_id).filter(|_| guard_ok) else {
             return Err(StepError::Guard(format!(

@@ -45,11 +45,12 @@ pub struct StoredSecret {
 }
 
 impl StoredSecret {
-    /// What the engine remembers of it: which key, at which version.
+    /// What the engine remembers of it: which key, at which version, by which rotation.
     pub fn view(&self) -> VaultView {
         VaultView {
             key_id: self.secret.key_id.clone(),
             version: self.version,
+            rotation_id: Some(self.secret.rotation_id.clone()),
         }
     }
 }

@@ -19,10 +19,12 @@ use super::executor::{Executor, LineageContext, Rotated, StepError};
 use super::failpoints::{Crashed, Failpoints};
 use super::key::Key;
 use super::model::{LineageId, VaultView};
-use super::planner::{plan_lineage, ActionKind, LineagePlan, LineageSnapshot, Note};
+use super::planner::{
+    needs_pending, plan_lineage, ActionKind, LineagePlan, LineageSnapshot, Note, Pending,
+};
 use super::policy::Policy;
-use super::ports::RecordStore;
 use super::ports::{KeyApi, SecretStore};
+use super::ports::{RecordError, RecordStore};
 use super::records::{Change, TeamRecords};
 use super::secret::StoredSecret;
 use super::step::StepRunner;
@@ -188,6 +190,25 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         &self.secrets
     }
 
+    /// Called when this instance acquires the lease from a different holder
+    /// (takeover rule R4, docs/design.md "Reconciliation after a takeover"):
+    /// closes the local open rotations without touching MASV or Vault, drops
+    /// the cached Vault views and the retirements this instance has not
+    /// deactivated. The next sweep judges what it had in flight afresh from
+    /// MASV and Vault.
+    ///
+    /// Sweeping on a stale open rotation *without* this call (a former leader
+    /// that resumes its own records after another instance acted) is outside
+    /// what the takeover rules cover: the daemon always calls it on a change
+    /// of holder.
+    pub async fn hand_over(&self) -> Result<super::takeover::HandOverReport, RecordError> {
+        let records = self
+            .records
+            .as_ref()
+            .ok_or_else(|| RecordError::new("a hand-over needs the state database"))?;
+        super::takeover::hand_over(records.as_ref(), self.clock.now()).await
+    }
+
     /// Runs one sweep. Only a simulated crash (tests) or bad usage ends it early;
     /// every other failure is recorded in the report and the sweep goes on.
     pub async fn sweep(&self, mode: &SweepMode) -> Result<SweepReport, SweepError> {
@@ -334,7 +355,9 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
     }
 
     /// The lineage's context for this sweep, and the planner's plan for it.
-    fn plan(
+    /// The lineage's pending path is read first when the planner needs it
+    /// (a foreign key, or a current key promoted by another instance).
+    async fn plan(
         &self,
         team: &ManagedTeam,
         lineage: LineageId,
@@ -342,7 +365,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         records: &TeamRecords,
         vault: (Option<VaultView>, bool),
         mode: &SweepMode,
-    ) -> (LineageContext, LineagePlan) {
+    ) -> Result<(LineageContext, LineagePlan), StepError> {
         let mut snapshot = LineageSnapshot::from_records(
             records,
             lineage.clone(),
@@ -352,6 +375,19 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             self.clock.now(),
         );
         snapshot.rotate_now = matches!(mode, SweepMode::RotateNow(_));
+        if needs_pending(&snapshot) {
+            let staged = self
+                .secrets
+                .read_staged(&lineage.team_id, &lineage.name)
+                .await?;
+            snapshot.pending = match staged {
+                Some(s) => Pending::Holds {
+                    key_id: s.secret.key_id,
+                    rotation_id: s.secret.rotation_id,
+                },
+                None => Pending::Empty,
+            };
+        }
         let plan = plan_lineage(&snapshot);
         let open_rotation = snapshot.open_rotation.take();
         let retirements = std::mem::take(&mut snapshot.retirements);
@@ -366,7 +402,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             verified: records.verified.clone(),
             keys,
         };
-        (ctx, plan)
+        Ok((ctx, plan))
     }
 
     /// Carries out the plan's actions in order, stopping between two at shutdown.
@@ -449,7 +485,19 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                 return Ok(result);
             }
         };
-        let (ctx, plan) = self.plan(team, lineage.clone(), keys, records, vault, mode);
+        let (ctx, plan) = match self
+            .plan(team, lineage.clone(), keys, records, vault, mode)
+            .await
+        {
+            Ok(planned) => planned,
+            Err(e) => {
+                result.unreachable = e.is_unreachable();
+                result
+                    .errors
+                    .push(format!("{lineage}: cannot read the pending path: {e}"));
+                return Ok(result);
+            }
+        };
         if mode == &SweepMode::DryRun {
             result.plan = plan;
             return Ok(result);

@@ -133,7 +133,7 @@ fn outcome_events(
 ) -> Vec<(EventKind, Ids, String)> {
     let key_id = || outcome.key_id.clone();
     match (outcome.action, outcome.ok) {
-        (ActionKind::Rotate | ActionKind::Resume, true) => {
+        (ActionKind::Rotate | ActionKind::Resume | ActionKind::Adopt, true) => {
             let Some(r) = &outcome.rotated else {
                 return vec![]; // a resume that rolled back
             };
@@ -170,7 +170,7 @@ fn outcome_events(
             }
             events
         }
-        (ActionKind::Resume, false) => vec![(
+        (ActionKind::Resume | ActionKind::Adopt, false) => vec![(
             EventKind::RotationFailed,
             Ids::of_rotation(key_id(), action),
             outcome.detail.clone(),
@@ -197,7 +197,14 @@ fn outcome_events(
         )],
         // Failed retirements and cleanups: logs and metrics only (module doc).
         (ActionKind::Deactivate | ActionKind::Delete | ActionKind::CleanupOrphan, false)
-        | (ActionKind::Track | ActionKind::Forget, _) => vec![],
+        | (
+            ActionKind::Track
+            | ActionKind::Forget
+            | ActionKind::Discard
+            | ActionKind::AcceptPromoted
+            | ActionKind::RetireInactive,
+            _,
+        ) => vec![],
     }
 }
 
@@ -211,6 +218,7 @@ fn due(reason: DueReason) -> &'static str {
         DueReason::Expiring => "the current key is within rotate_before_expiry",
         DueReason::MaxAge => "the current key is older than max_age",
         DueReason::Manual => "asked for by rotate",
+        DueReason::Takeover => "left in flight by another instance, taken over",
     }
 }
 

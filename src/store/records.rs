@@ -19,7 +19,7 @@ use crate::engine::model::{
     DueReason, LineageId, RetirePhase, RetirementRecord, RotationPhase, RotationRecord, VaultView,
 };
 use crate::engine::ports::{RecordError, RecordStore};
-use crate::engine::records::{Change, TeamRecords};
+use crate::engine::records::{Change, InFlight, TeamRecords};
 use crate::store::{NewAuditEntry, Store, StoreError};
 
 pub(super) fn ts(t: DateTime<Utc>) -> String {
@@ -119,7 +119,7 @@ impl Records {
         let mut out = TeamRecords::default();
         // Unfinished rotations in full (a handful; the partial index finds them).
         let rows = sqlx::query(
-            "SELECT * FROM rotations WHERE team_id = ? AND phase NOT IN ('verified', 'rolled_back', 'abandoned')",
+            "SELECT * FROM rotations WHERE team_id = ? AND phase NOT IN ('verified', 'rolled_back', 'abandoned', 'handed_over')",
         )
         .bind(team_id)
         .fetch_all(pool)
@@ -135,7 +135,8 @@ impl Records {
             out.open.insert(name, r);
         }
         // Finished ones that a listed key names: which lineage they belong to
-        // and whether they rolled back.
+        // and whether they rolled back. Handed-over ones are not known: another
+        // instance may have done anything with them since.
         let marked: Vec<&str> = keys
             .iter()
             .filter_map(|k| marker::rotation_id(&k.description))
@@ -170,19 +171,20 @@ impl Records {
                 .or_default()
                 .push(r);
         }
-        let lineages: Vec<(String, Option<String>, i64)> = fetch_packed(
+        let lineages: Vec<(String, Option<String>, i64, Option<String>)> = fetch_packed(
             pool,
             "load lineages",
-            "SELECT json_group_array(json_array(key_name, vault_key_id, vault_version)) FROM lineages WHERE team_id = ?",
+            "SELECT json_group_array(json_array(key_name, vault_key_id, vault_version, vault_rotation_id)) FROM lineages WHERE team_id = ?",
             &[team_id],
         )
         .await?;
-        for (name, key_id, version) in lineages {
+        for (name, key_id, version, rotation_id) in lineages {
             out.vault.insert(
                 name,
                 key_id.map(|key_id| VaultView {
                     key_id,
                     version: version as u64,
+                    rotation_id,
                 }),
             );
         }
@@ -197,6 +199,35 @@ impl Records {
         .collect();
         out.verified = std::sync::Arc::new(verified);
         Ok(out)
+    }
+
+    /// Open rotations and undeactivated retirements of every team.
+    pub async fn in_flight(&self) -> Result<InFlight, StoreError> {
+        let pool = self.store.pool();
+        let rows = sqlx::query(
+            "SELECT * FROM rotations WHERE phase NOT IN ('verified', 'rolled_back', 'abandoned', 'handed_over') ORDER BY started_at",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(query_err("load open rotations"))?;
+        let rotations = rows
+            .iter()
+            .map(rotation_from_row)
+            .collect::<Result<_, _>>()?;
+        let rows = sqlx::query(
+            "SELECT * FROM retirements WHERE phase IN ('waiting', 'deactivating') ORDER BY key_id",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(query_err("load retirements"))?;
+        let undeactivated = rows
+            .iter()
+            .map(retirement_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(InFlight {
+            rotations,
+            undeactivated,
+        })
     }
 
     /// One rotation by id.
@@ -255,6 +286,10 @@ impl RecordStore for Records {
         Ok(Records::load_team(self, team_id, keys).await?)
     }
 
+    async fn in_flight(&self) -> Result<InFlight, RecordError> {
+        Ok(Records::in_flight(self).await?)
+    }
+
     async fn snapshot_keys(
         &self,
         team_id: &str,
@@ -279,33 +314,23 @@ async fn apply_one(
     let now = ts(at);
     match change {
         Change::StartRotation(r) => {
-            sqlx::query(
-                "INSERT INTO rotations (rotation_id, team_id, key_name, reason, old_key_id, new_key_id, phase, cas, vault_version, started_at, updated_at, stored_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            insert_rotation(conn, r, &now, "", "start rotation").await?;
+        }
+        Change::KnownRotation(r) => {
+            // Over a row of the same id only if this instance handed it over.
+            let done = insert_rotation(
+                conn,
+                r,
+                &now,
+                " ON CONFLICT(rotation_id) DO UPDATE SET reason = excluded.reason, old_key_id = excluded.old_key_id, new_key_id = excluded.new_key_id, phase = excluded.phase, cas = excluded.cas, vault_version = excluded.vault_version, updated_at = excluded.updated_at, stored_at = excluded.stored_at, finished_at = excluded.finished_at, last_error = excluded.last_error WHERE rotations.phase = 'handed_over' AND rotations.team_id = excluded.team_id AND rotations.key_name = excluded.key_name",
+                "record a known rotation",
             )
-            .bind(&r.rotation_id)
-            .bind(&r.lineage.team_id)
-            .bind(&r.lineage.name)
-            .bind(r.reason.as_str())
-            .bind(&r.old_key_id)
-            .bind(&r.new_key_id)
-            .bind(r.phase.as_str())
-            .bind(r.cas as i64)
-            .bind(r.vault_version.map(|v| v as i64))
-            .bind(ts(r.started_at))
-            .bind(&now)
-            .bind(opt_ts(r.stored_at))
-            .bind(&r.last_error)
-            .execute(&mut *conn)
-            .await
-            .map_err(|source| match &source {
-                sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
-                    what: format!("a rotation of {} is already in flight", r.lineage),
-                },
-                _ => StoreError::Query {
-                    op: "start rotation",
-                    source,
-                },
-            })?;
+            .await?;
+            if done != 1 {
+                return Err(StoreError::Conflict {
+                    what: format!("rotation {} is already recorded", r.rotation_id),
+                });
+            }
         }
         Change::Rotation {
             rotation_id,
@@ -352,16 +377,30 @@ async fn apply_one(
         }
         Change::Vault { lineage, view } => {
             sqlx::query(
-                "INSERT INTO lineages (team_id, key_name, vault_key_id, vault_version, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(team_id, key_name) DO UPDATE SET vault_key_id = excluded.vault_key_id, vault_version = excluded.vault_version, updated_at = excluded.updated_at",
+                "INSERT INTO lineages (team_id, key_name, vault_key_id, vault_version, vault_rotation_id, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(team_id, key_name) DO UPDATE SET vault_key_id = excluded.vault_key_id, vault_version = excluded.vault_version, vault_rotation_id = excluded.vault_rotation_id, updated_at = excluded.updated_at",
             )
             .bind(&lineage.team_id)
             .bind(&lineage.name)
             .bind(view.as_ref().map(|v| v.key_id.clone()))
             .bind(view.as_ref().map_or(0, |v| v.version as i64))
+            .bind(view.as_ref().and_then(|v| v.rotation_id.clone()))
             .bind(&now)
             .execute(&mut *conn)
             .await
             .map_err(query_err("write lineage vault view"))?;
+        }
+        Change::ForgetVaultViews => {
+            sqlx::query("DELETE FROM lineages")
+                .execute(&mut *conn)
+                .await
+                .map_err(query_err("forget vault views"))?;
+        }
+        Change::ForgetRetirement { key_id } => {
+            sqlx::query("DELETE FROM retirements WHERE key_id = ?")
+                .bind(key_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(query_err("forget retirement"))?;
         }
         Change::Verified { lineage, key_id } => {
             sqlx::query(
@@ -395,6 +434,44 @@ async fn apply_one(
         }
     }
     Ok(())
+}
+
+/// Inserts a rotation row (`on_conflict` appended to the statement); returns
+/// the rows written. A second open rotation of a lineage is a conflict.
+async fn insert_rotation(
+    conn: &mut SqliteConnection,
+    r: &RotationRecord,
+    now: &str,
+    on_conflict: &str,
+    op: &'static str,
+) -> Result<u64, StoreError> {
+    let finished = r.phase.is_terminal().then_some(now);
+    let done = sqlx::query(&format!(
+        "INSERT INTO rotations (rotation_id, team_id, key_name, reason, old_key_id, new_key_id, phase, cas, vault_version, started_at, updated_at, stored_at, finished_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){on_conflict}"
+    ))
+    .bind(&r.rotation_id)
+    .bind(&r.lineage.team_id)
+    .bind(&r.lineage.name)
+    .bind(r.reason.as_str())
+    .bind(&r.old_key_id)
+    .bind(&r.new_key_id)
+    .bind(r.phase.as_str())
+    .bind(r.cas as i64)
+    .bind(r.vault_version.map(|v| v as i64))
+    .bind(ts(r.started_at))
+    .bind(now)
+    .bind(opt_ts(r.stored_at))
+    .bind(finished)
+    .bind(&r.last_error)
+    .execute(&mut *conn)
+    .await
+    .map_err(|source| match &source {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+            what: format!("a rotation of {} is already in flight", r.lineage),
+        },
+        _ => StoreError::Query { op, source },
+    })?;
+    Ok(done.rows_affected())
 }
 
 fn rotation_from_row(row: &SqliteRow) -> Result<RotationRecord, StoreError> {

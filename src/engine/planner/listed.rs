@@ -6,15 +6,18 @@ use std::collections::HashSet;
 
 use super::super::key::{Key, KeyState};
 use super::policy;
+use super::takeover::Taken;
 use super::{Action, Draft, Facts, KeyRole, LineageSnapshot, NextStep, Note};
 use crate::engine::marker;
 
 /// Adds the notes for every listed key, and the actions for the keys that no
-/// other part plans (`tracked`: the keys the retirements hold).
+/// other part plans (`tracked`: the keys the retirements hold; `taken`: the
+/// keys the takeover rules decided).
 pub(super) fn plan(
     s: &LineageSnapshot<'_>,
     facts: &Facts<'_>,
     tracked: &HashSet<&str>,
+    taken: &Taken<'_>,
     draft: &mut Draft,
 ) {
     for key in &s.keys {
@@ -29,7 +32,11 @@ pub(super) fn plan(
                 key_id: key.id.clone(),
             });
         }
-        if Some(id) == facts.current_id || tracked.contains(id) || facts.incoming == Some(id) {
+        if Some(id) == facts.current_id
+            || tracked.contains(id)
+            || facts.incoming == Some(id)
+            || taken.handled.contains(id)
+        {
             continue;
         }
         if let Some(rotation_id) = orphaned_by(s, key) {
@@ -39,6 +46,7 @@ pub(super) fn plan(
         if key.state == KeyState::Active
             && facts.verified_current.is_some()
             && s.open_rotation.is_none()
+            && !taken.adopting
         {
             draft.actions.push(Action::Track {
                 key_id: key.id.clone(),
@@ -49,17 +57,15 @@ pub(super) fn plan(
 }
 
 /// The rotation whose orphan `key` is: it carries that rotation's create marker,
-/// the rotation is not the open one, and it rolled back (or, for an inactive
-/// key, is unknown: its intent was lost).
+/// the rotation is not the open one, and it rolled back. (A marker of a
+/// rotation the records do not know is a foreign key: `takeover` decides.)
 fn orphaned_by<'k>(s: &LineageSnapshot<'_>, key: &'k Key) -> Option<&'k str> {
     marker::rotation_id(&key.description).filter(|rid| {
         let ours_open = s
             .open_rotation
             .as_ref()
             .is_some_and(|r| r.rotation_id == *rid);
-        !ours_open
-            && (s.rolled_back.contains(*rid)
-                || (!s.known_rotations.contains(*rid) && key.state == KeyState::Inactive))
+        !ours_open && s.rolled_back.contains(*rid)
     })
 }
 

@@ -34,8 +34,10 @@ pub mod recovery;
 mod retirement;
 mod rotation;
 mod standing;
+pub mod takeover;
 
 pub use standing::{standing, KeyStanding, Standing};
+pub use takeover::{needs_pending, proven, Pending};
 
 /// Everything the planner knows about one lineage at one instant.
 #[derive(Debug, Clone)]
@@ -60,6 +62,8 @@ pub struct LineageSnapshot<'a> {
     /// The operator asked to rotate this lineage now (`rotate --team --name`):
     /// a rotation starts even when none is due, unless one is already under way.
     pub rotate_now: bool,
+    /// What the lineage's pending path held, when [`needs_pending`] had the sweep look.
+    pub pending: Pending,
 }
 
 impl<'a> LineageSnapshot<'a> {
@@ -85,6 +89,7 @@ impl<'a> LineageSnapshot<'a> {
             policy,
             now,
             rotate_now: false,
+            pending: Pending::NotRead,
             lineage,
         }
     }
@@ -129,6 +134,36 @@ pub enum Action {
     Track { key_id: String },
     /// Stop tracking a retirement whose key MASV no longer lists.
     Forget { key_id: String },
+    /// Take a rotation another instance left in flight (its key at the pending
+    /// path, alive) into the local records and resume it (takeover rule R2a).
+    Adopt {
+        rotation_id: String,
+        key_id: String,
+        /// `stored` (the key is inactive) or `active`.
+        phase: RotationPhase,
+        old_key_id: Option<String>,
+        /// The lineage's current Vault version, for the promotion's check-and-set.
+        cas: u64,
+    },
+    /// Record another instance's rotation whose key can never be verified as
+    /// abandoned, removing its pending entry when it holds the key (R2b).
+    Discard {
+        rotation_id: String,
+        key_id: String,
+        why: recovery::DeadKey,
+        unstage: bool,
+    },
+    /// Record the current key's rotation, promoted by another instance, and
+    /// remove its pending entry if it is still there (R3).
+    AcceptPromoted {
+        rotation_id: String,
+        key_id: String,
+        version: u64,
+        unstage: bool,
+    },
+    /// Record an inactive key a previous leader retired as a retirement already
+    /// deactivated: deleted `delete_after` from now (R2d).
+    RetireInactive { key_id: String, rotation_id: String },
 }
 
 impl Action {
@@ -142,12 +177,20 @@ impl Action {
             Action::CleanupOrphan { .. } => ActionKind::CleanupOrphan,
             Action::Track { .. } => ActionKind::Track,
             Action::Forget { .. } => ActionKind::Forget,
+            Action::Adopt { .. } => ActionKind::Adopt,
+            Action::Discard { .. } => ActionKind::Discard,
+            Action::AcceptPromoted { .. } => ActionKind::AcceptPromoted,
+            Action::RetireInactive { .. } => ActionKind::RetireInactive,
         }
     }
 
     /// Whether carrying this action out changes MASV or Vault.
     pub fn mutates(&self) -> bool {
-        !matches!(self, Action::Track { .. } | Action::Forget { .. })
+        match self {
+            Action::Track { .. } | Action::Forget { .. } | Action::RetireInactive { .. } => false,
+            Action::Discard { unstage, .. } | Action::AcceptPromoted { unstage, .. } => *unstage,
+            _ => true,
+        }
     }
 
     pub fn key_id(&self) -> Option<&str> {
@@ -158,7 +201,11 @@ impl Action {
             | Action::Delete { key_id }
             | Action::CleanupOrphan { key_id, .. }
             | Action::Track { key_id }
-            | Action::Forget { key_id } => Some(key_id),
+            | Action::Forget { key_id }
+            | Action::Adopt { key_id, .. }
+            | Action::Discard { key_id, .. }
+            | Action::AcceptPromoted { key_id, .. }
+            | Action::RetireInactive { key_id, .. } => Some(key_id),
         }
     }
 }
@@ -175,6 +222,10 @@ pub enum ActionKind {
     CleanupOrphan,
     Track,
     Forget,
+    Adopt,
+    Discard,
+    AcceptPromoted,
+    RetireInactive,
 }
 
 impl ActionKind {
@@ -188,12 +239,19 @@ impl ActionKind {
             ActionKind::CleanupOrphan => "cleanup_orphan",
             ActionKind::Track => "track",
             ActionKind::Forget => "forget",
+            ActionKind::Adopt => "adopt",
+            ActionKind::Discard => "discard",
+            ActionKind::AcceptPromoted => "accept_promoted",
+            ActionKind::RetireInactive => "retire_inactive",
         }
     }
 
     /// Whether it starts or finishes a rotation.
     pub fn is_rotation(self) -> bool {
-        matches!(self, ActionKind::Rotate | ActionKind::Resume)
+        matches!(
+            self,
+            ActionKind::Rotate | ActionKind::Resume | ActionKind::Adopt
+        )
     }
 }
 
@@ -274,8 +332,9 @@ struct Facts<'s> {
     current_id: Option<&'s str>,
     /// The listed key with that id.
     current: Option<&'s Key>,
-    /// The current key if it is active and verified: invariant 1's precondition
-    /// for deactivating anything in this lineage.
+    /// The current key if it is active and verified (by this instance, or by
+    /// its provenance: takeover rule R1): invariant 1's precondition for
+    /// deactivating anything in this lineage.
     verified_current: Option<&'s str>,
     /// The key the open rotation created, if it got that far.
     incoming: Option<&'s str>,
@@ -287,7 +346,11 @@ impl<'s> Facts<'s> {
         let current_id = s.vault.as_ref().map(|v| v.key_id.as_str());
         let current = current_id.and_then(|id| by_id.get(id).copied());
         let verified_current = current
-            .filter(|c| c.state == KeyState::Active && s.verified.contains(&c.id))
+            .filter(|c| {
+                c.state == KeyState::Active
+                    && (s.verified.contains(&c.id)
+                        || s.vault.as_ref().is_some_and(|v| proven(c, v)))
+            })
             .map(|c| c.id.as_str());
         let incoming = s
             .open_rotation
@@ -332,14 +395,15 @@ impl Draft {
     }
 }
 
-/// Plans one lineage: the rotation first, then the replaced keys, then every
-/// other listed key.
+/// Plans one lineage: what another instance left (takeover) first, then the
+/// rotation, then the replaced keys, then every other listed key.
 pub fn plan_lineage(s: &LineageSnapshot<'_>) -> LineagePlan {
     let facts = Facts::of(s);
     let mut draft = Draft::default();
-    rotation::plan(s, &facts, &mut draft);
+    let taken = takeover::plan(s, &facts, &mut draft);
+    rotation::plan(s, &facts, taken.adopting, &mut draft);
     let tracked = retirement::plan(s, &facts, &mut draft);
-    listed::plan(s, &facts, &tracked, &mut draft);
+    listed::plan(s, &facts, &tracked, &taken, &mut draft);
     LineagePlan {
         lineage: s.lineage.clone(),
         actions: draft.actions,

@@ -10,7 +10,8 @@ use super::super::marker;
 use super::super::model::{DueReason, RotationPhase, RotationRecord};
 
 /// Why a stored incoming key can never be verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DeadKey {
     Gone,
     Suspended,
@@ -99,7 +100,12 @@ pub fn needs_vault(rotation: &RotationRecord) -> Option<Look> {
 /// Without this a rotation whose new key expired (or was suspended or deleted by
 /// someone) before it could be verified would be resumed forever.
 pub fn dead_incoming(keys: &[Key], key_id: &str, now: DateTime<Utc>) -> Option<DeadKey> {
-    match keys.iter().find(|k| k.id == key_id) {
+    dead_key(keys.iter().find(|k| k.id == key_id), now)
+}
+
+/// Why `key` (None: not listed) can never be verified, if so.
+pub fn dead_key(key: Option<&Key>, now: DateTime<Utc>) -> Option<DeadKey> {
+    match key {
         None => Some(DeadKey::Gone),
         Some(k) if k.state == KeyState::Suspended => Some(DeadKey::Suspended),
         Some(k) if k.expiry.is_some_and(|e| e <= now) => Some(DeadKey::Expired),
@@ -207,7 +213,10 @@ pub fn plan_recovery(
         RotationPhase::Promoting => vec![Promote {
             cas: vault.map_or(0, |v| v.version),
         }],
-        RotationPhase::Verified | RotationPhase::RolledBack | RotationPhase::Abandoned => vec![],
+        RotationPhase::Verified
+        | RotationPhase::RolledBack
+        | RotationPhase::Abandoned
+        | RotationPhase::HandedOver => vec![],
     }
 }
 

@@ -10,8 +10,13 @@ use super::{Action, Draft, Facts, KeyRole, LineageSnapshot, NextStep};
 use crate::engine::model::DueReason;
 
 /// Adds the rotation action, if any, and the outlook of the current and incoming keys.
-pub(super) fn plan(s: &LineageSnapshot<'_>, facts: &Facts<'_>, draft: &mut Draft) {
-    if let Some(open) = &s.open_rotation {
+/// `adopting`: another instance's rotation is being taken over (it is the one in flight).
+pub(super) fn plan(s: &LineageSnapshot<'_>, facts: &Facts<'_>, adopting: bool, draft: &mut Draft) {
+    if adopting {
+        if let Some(c) = facts.current {
+            draft.look(&c.id, KeyRole::Current, NextStep::Rotate, Some(s.now));
+        }
+    } else if let Some(open) = &s.open_rotation {
         draft.actions.push(Action::Resume {
             rotation_id: open.rotation_id.clone(),
             phase: open.phase,

@@ -35,6 +35,7 @@ struct World {
     policy: Policy,
     now: DateTime<Utc>,
     rotate_now: bool,
+    pending: Pending,
 }
 
 impl World {
@@ -50,12 +51,14 @@ impl World {
             policy: Policy::default(),
             now: t0(),
             rotate_now: false,
+            pending: Pending::NotRead,
         }
     }
     fn with_current(mut self, id: &str) -> Self {
         self.vault = Some(VaultView {
             key_id: id.into(),
             version: 3,
+            rotation_id: None,
         });
         self.verified.insert(id.into());
         self
@@ -93,6 +96,7 @@ impl World {
             policy: self.policy,
             now: self.now,
             rotate_now: self.rotate_now,
+            pending: self.pending.clone(),
         }
     }
 }
@@ -391,12 +395,17 @@ fn inactive_marked_key_of_rolled_back_or_unknown_rotation_is_an_orphan() {
             rotation_id: "R9".into()
         }]
     );
-    // unknown rotation (intent lost), inactive: orphan too
-    let w = World::new(vec![key("A", KeyState::Active), orphan.clone()]).with_current("A");
+    // unknown rotation, inactive, created after the current key and not at
+    // the pending path: an orphan too (takeover rule R2c)
+    let mut late = orphan.clone();
+    late.created_at = Some(t0());
+    let mut w = World::new(vec![key("A", KeyState::Active), late]).with_current("A");
+    w.pending = Pending::Empty;
     assert!(matches!(w.plan().actions[0], Action::CleanupOrphan { .. }));
     // but an active orphan is never deleted
     orphan.state = KeyState::Active;
     let mut w = World::new(vec![key("A", KeyState::Active), orphan]).with_current("A");
+    w.known.insert("R9".into());
     w.rolled_back.insert("R9".into());
     let plan = w.plan();
     assert!(plan
@@ -612,7 +621,7 @@ prop_compose! {
         let mut w = World::new(keys);
         // current may point at a listed key or at a gone one (index == len)
         if let Some(c) = current {
-            w.vault = Some(VaultView { key_id: format!("K{c}"), version: 1 });
+            w.vault = Some(VaultView { key_id: format!("K{c}"), version: 1, rotation_id: None });
         }
         for (i, v) in verified.iter().enumerate() {
             if *v { w.verified.insert(format!("K{i}")); }
