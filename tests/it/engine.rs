@@ -386,31 +386,8 @@ async fn crash_at_every_boundary_then_restart_resumes_or_rolls_back() {
         let fresh = v.renamed(&format!("{boundary:?}"));
         let w = World::with_vault(fresh).await;
         let old = w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
-        match boundary {
-            Boundary::BeforeRollback | Boundary::AfterRollback => {
-                w.sim.inject(Fault::new(FaultKind::LoseCreateResponse));
-                w.sweep().await;
-            }
-            Boundary::BeforeDeactivate | Boundary::AfterDeactivate => {
-                w.sweep().await;
-                w.clock.advance(Duration::hours(2));
-            }
-            Boundary::BeforeDelete | Boundary::AfterDelete => {
-                w.sweep().await;
-                w.clock.advance(Duration::hours(2));
-                w.sweep().await;
-                w.clock.advance(Duration::days(8));
-            }
-            _ => {}
-        }
-        let engine = w.engine().await;
-        engine.failpoints().arm(boundary);
-        assert!(
-            engine.sweep(&SweepMode::Apply).await.is_err(),
-            "{boundary:?} not reached"
-        );
-        drop(engine);
-        w.assert_safe_after_crash().await;
+        w.prepare_crash_at(boundary).await;
+        w.sweep_crashing_at(boundary).await;
         for _ in 0..3 {
             let r = w.sweep().await;
             assert_eq!(r.exit(), Exit::Success, "{boundary:?}: {:?}", r.outcomes);

@@ -23,6 +23,7 @@ mod planted_links;
 mod simulator;
 mod store;
 mod store_faults;
+mod takeover;
 mod tls;
 mod vault;
 mod vault_faults;

@@ -13,7 +13,9 @@ use masv_key_rotator::clock::{Clock, ManualClock, SharedClock};
 use masv_key_rotator::config::Policy;
 use masv_key_rotator::engine::{ManagedTeam, SweepMode, SweepReport};
 use masv_key_rotator::masv::{KeyState, MasvSettings, RetryPolicy};
-use masv_key_rotator::simulator::{RunningSimulator, SeedKey, SeededKey, Simulator};
+use masv_key_rotator::simulator::{
+    Fault, FaultKind, RunningSimulator, SeedKey, SeededKey, Simulator,
+};
 use masv_key_rotator::store::{AuditFilter, AuditRow, ChainReport, Store};
 use masv_key_rotator::vault::{StoredSecret, VaultAuth, VaultError, VaultStore};
 use secrecy::SecretString;
@@ -240,6 +242,48 @@ level = "info"
         .unwrap()
     }
 
+    /// Brings a lineage whose only key is hand-made to where a sweep reaches
+    /// `boundary`: a create whose answer is lost (a rollback's boundaries), a
+    /// finished rotation past its grace period (a deactivation's) or past
+    /// `delete_after` (a deletion's); nothing for a rotation's own boundaries.
+    /// Returns whether a rotation was finished on the way.
+    pub async fn prepare_crash_at(&self, boundary: masv_key_rotator::engine::Boundary) -> bool {
+        use masv_key_rotator::engine::Boundary::*;
+        match boundary {
+            BeforeRollback | AfterRollback => {
+                self.sim.inject(Fault::new(FaultKind::LoseCreateResponse));
+                self.sweep().await;
+                false
+            }
+            BeforeDeactivate | AfterDeactivate => {
+                self.sweep().await;
+                self.clock.advance(Duration::hours(2));
+                true
+            }
+            BeforeDelete | AfterDelete => {
+                self.sweep().await;
+                self.clock.advance(Duration::hours(2));
+                self.sweep().await;
+                self.clock.advance(Duration::days(8));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A sweep by a fresh engine that dies at `boundary` (which it must
+    /// reach), then the checks that hold right after a crash.
+    pub async fn sweep_crashing_at(&self, boundary: masv_key_rotator::engine::Boundary) {
+        let engine = self.engine().await;
+        engine.failpoints().arm(boundary);
+        assert!(
+            engine.sweep(&SweepMode::Apply).await.is_err(),
+            "{boundary:?} not reached"
+        );
+        drop(engine);
+        self.assert_safe_after_crash().await;
+    }
+
     pub async fn sweep(&self) -> SweepReport {
         self.engine()
             .await
@@ -308,27 +352,87 @@ level = "info"
 
     /// The six invariants, checked from the outside.
     pub async fn assert_invariants(&self) {
-        self.check(true).await
+        self.check(&[], true).await
     }
 
     /// Right after a crash: everything but audit completeness, which the restart
     /// restores (an outcome not yet recorded when the process died).
     pub async fn assert_safe_after_crash(&self) {
-        self.check(false).await
+        self.check(&[], false).await
     }
 
-    async fn check(&self, audit_complete: bool) {
-        // 4: at most one rotation per lineage in flight.
-        let open: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT key_name, COUNT(*) FROM rotations WHERE phase NOT IN ('verified', 'rolled_back', 'abandoned') GROUP BY team_id, key_name",
-        )
-        .fetch_all(self.store.pool())
-        .await
-        .unwrap();
-        assert!(
-            open.iter().all(|(_, n)| *n <= 1),
-            "more than one rotation in flight: {open:?}"
+    /// Another instance's state database over this world's simulator and Vault
+    /// (an HA peer with a database of its own).
+    pub async fn peer(&self, name: &str) -> Peer {
+        let db_path = self._dir.path().join(format!("{name}.db"));
+        let store = Store::open(&db_path).await.unwrap();
+        Peer { store, db_path }
+    }
+
+    /// The invariants with several instances, each with its own database:
+    /// this world's and the `peers'`. Every mutation has its audit row in one
+    /// of them, every verification counts whichever instance made it.
+    pub async fn assert_invariants_with(&self, peers: &[&Peer]) {
+        self.check(peers, true).await
+    }
+
+    /// The secret at the lineage's path: it names a listed, active key, and
+    /// its value is that key's secret (invariant 7, settled).
+    pub async fn assert_current_works(&self, name: &str) -> StoredSecret {
+        let vault = self
+            .check_vault
+            .get_or_init(|| self.vault_store(&self.vault.root_token))
+            .await;
+        let current = vault
+            .read(TEAM, name)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}: no key at the lineage's path"));
+        let key = self
+            .sim
+            .key(&current.secret.key_id)
+            .expect("current key listed");
+        assert_eq!(
+            key.state,
+            KeyState::Active,
+            "{name}: current key must be active"
         );
+        assert_eq!(
+            key.secret,
+            secrecy::ExposeSecret::expose_secret(&current.secret.api_key).to_string(),
+            "{name}: the stored secret is the key's"
+        );
+        current
+    }
+
+    /// As [`World::assert_invariants_with`], but without audit completeness:
+    /// a crashed instance records its last outcome only when it comes back.
+    pub async fn assert_safe_with(&self, peers: &[&Peer]) {
+        self.check(peers, false).await
+    }
+
+    async fn check(&self, peers: &[&Peer], audit_complete: bool) {
+        let mine = Peer {
+            store: self.store.clone(),
+            db_path: self.db_path.clone(),
+        };
+        let dbs: Vec<&Peer> = std::iter::once(&mine)
+            .chain(peers.iter().copied())
+            .collect();
+        // 4: at most one rotation per lineage in flight (per instance: a
+        //    hand-over closes what an instance had when another took over).
+        for db in &dbs {
+            let open: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT key_name, COUNT(*) FROM rotations WHERE phase NOT IN ('verified', 'rolled_back', 'abandoned', 'handed_over') GROUP BY team_id, key_name",
+            )
+            .fetch_all(db.store.pool())
+            .await
+            .unwrap();
+            assert!(
+                open.iter().all(|(_, n)| *n <= 1),
+                "more than one rotation in flight: {open:?}"
+            );
+        }
         let vault = self
             .check_vault
             .get_or_init(|| self.vault_store(&self.vault.root_token))
@@ -385,14 +489,17 @@ level = "info"
         // "Newer" by the simulator's ULID ids (creation order in real time), not by
         // MASV's created_at, which a test may skew.
         // Settled (no crash pending), the key Vault holds now must itself be active.
-        let verified: std::collections::HashSet<String> = sqlx::query_scalar::<_, String>(
-            "SELECT key_id FROM audit_log WHERE action = 'verify' AND outcome = 'ok' AND key_id IS NOT NULL",
-        )
-        .fetch_all(self.store.pool())
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+        let mut verified = std::collections::HashSet::new();
+        for db in &dbs {
+            verified.extend(
+                sqlx::query_scalar::<_, String>(
+                    "SELECT key_id FROM audit_log WHERE action = 'verify' AND outcome = 'ok' AND key_id IS NOT NULL",
+                )
+                .fetch_all(db.store.pool())
+                .await
+                .unwrap(),
+            );
+        }
         for name in &names {
             let lineage: Vec<_> = keys.iter().filter(|k| &k.name == name).collect();
             let deactivated: Vec<_> = lineage
@@ -417,24 +524,7 @@ level = "info"
                 );
             }
             if audit_complete && !deactivated.is_empty() {
-                let current = vault
-                    .read(TEAM, name)
-                    .await
-                    .unwrap()
-                    .expect("a stored current key");
-                let key = self
-                    .sim
-                    .key(&current.secret.key_id)
-                    .expect("current key listed");
-                assert_eq!(
-                    key.state,
-                    KeyState::Active,
-                    "{name}: current key must be active"
-                );
-                assert_eq!(
-                    key.secret,
-                    secrecy::ExposeSecret::expose_secret(&current.secret.api_key).to_string()
-                );
+                self.assert_current_works(name).await;
             }
         }
         // 2: no active key deleted.
@@ -443,8 +533,7 @@ level = "info"
             "active keys deleted: {:?}",
             self.sim.deleted_while_active()
         );
-        // 5: no secret in the database file.
-        let (db, wal) = super::database_bytes(&self.db_path);
+        // 5: no secret in any database file.
         // The daemon can only ever have seen the secrets of keys it created (the only
         // responses that carry one), user tokens and the password: scan for those.
         let seeded: std::collections::HashSet<String> = keys
@@ -460,24 +549,26 @@ level = "info"
             .chain([&password])
             .map(|s| s.as_bytes())
             .collect();
-        assert!(
-            !contains_any(&db, &secrets) && !contains_any(&wal, &secrets),
-            "a secret is in the database"
-        );
+        for d in &dbs {
+            let (db, wal) = super::database_bytes(&d.db_path);
+            assert!(
+                !contains_any(&db, &secrets) && !contains_any(&wal, &secrets),
+                "a secret is in the database {}",
+                d.db_path.display()
+            );
+        }
         // 6 and tamper evidence.
-        assert!(matches!(
-            self.store.verify_chain().await.unwrap(),
-            ChainReport::Intact { .. }
-        ));
-        let audited: std::collections::HashSet<String> = if audit_complete {
-            self.audit()
-                .await
-                .into_iter()
-                .filter_map(|a| a.key_id)
-                .collect()
-        } else {
-            Default::default()
-        };
+        let mut audited = std::collections::HashSet::new();
+        for db in &dbs {
+            assert!(matches!(
+                db.store.verify_chain().await.unwrap(),
+                ChainReport::Intact { .. }
+            ));
+            if audit_complete {
+                let rows = db.store.audit(&AuditFilter::default()).await.unwrap();
+                audited.extend(rows.into_iter().filter_map(|a| a.key_id));
+            }
+        }
         for m in mutations
             .iter()
             .filter(|m| audit_complete && m.status / 100 == 2)
@@ -494,8 +585,16 @@ level = "info"
                 }
             }
         }
-        self.store.integrity_check().await.unwrap();
+        for db in &dbs {
+            db.store.integrity_check().await.unwrap();
+        }
     }
+}
+
+/// Another instance's state database (see [`World::peer`]).
+pub struct Peer {
+    pub store: Store,
+    pub db_path: PathBuf,
 }
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
