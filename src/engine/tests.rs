@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::failpoints::Boundary;
 use super::key::{CreatedKey, Key, KeyAction, KeyState, NewKey};
+use super::model::{DueReason, RotationPhase};
 use super::ports::{KeyApi, SecretStore};
 use super::ports::{KeyApiError, SecretStoreError};
 use super::secret::{LineageSecret, StoredSecret};
@@ -287,6 +288,9 @@ struct VaultState {
     staged_ever: BTreeMap<(String, String), Vec<Version>>,
     down: bool,
     lose_write_response: bool,
+    /// Reads of the lineage's path and of the pending path (the read budget).
+    reads: usize,
+    staged_reads: usize,
 }
 
 #[derive(Clone, Default)]
@@ -357,8 +361,9 @@ impl FakeVault {
         team_id: &str,
         name: &str,
     ) -> Result<Option<StoredSecret>, VaultError> {
-        let s = self.state.lock().unwrap();
+        let mut s = self.state.lock().unwrap();
         Self::check_up(&s)?;
+        s.reads += 1;
         Ok(Self::latest(&s.versions, team_id, name))
     }
 
@@ -367,8 +372,9 @@ impl FakeVault {
         team_id: &str,
         name: &str,
     ) -> Result<Option<StoredSecret>, VaultError> {
-        let s = self.state.lock().unwrap();
+        let mut s = self.state.lock().unwrap();
         Self::check_up(&s)?;
+        s.staged_reads += 1;
         Ok(Self::latest(&s.pending, team_id, name))
     }
 
@@ -510,6 +516,11 @@ impl Rig {
 
     /// A fresh engine over the same world: what a restart looks like.
     fn engine(&self) -> Engine<FakeMasv, FakeVault> {
+        self.engine_over(&self.store)
+    }
+
+    /// An engine over the same MASV and Vault with its own database (another instance).
+    fn engine_over(&self, store: &Store) -> Engine<FakeMasv, FakeVault> {
         let team = ManagedTeam {
             id: TEAM.into(),
             matcher: {
@@ -523,7 +534,7 @@ impl Rig {
         Engine::new(
             self.masv.clone(),
             self.vault.clone(),
-            Some(std::sync::Arc::new(Records::new(self.store.clone()))),
+            Some(std::sync::Arc::new(Records::new(store.clone()))),
             clock,
             vec![team],
             4,
@@ -1189,5 +1200,102 @@ async fn the_lineage_path_names_the_new_key_only_once_it_is_verified() {
     let actions: Vec<AuditAction> = rig.audit().await.iter().map(|a| a.action).collect();
     assert!(actions.contains(&AuditAction::Stage), "{actions:?}");
     assert!(actions.contains(&AuditAction::Promote), "{actions:?}");
+    rig.assert_invariants("ci-build").await;
+}
+
+/// Vault reads (lineage path, pending path) since the last call.
+fn vault_reads(vault: &FakeVault) -> (usize, usize) {
+    let mut s = vault.state.lock().unwrap();
+    (
+        std::mem::take(&mut s.reads),
+        std::mem::take(&mut s.staged_reads),
+    )
+}
+
+#[tokio::test]
+async fn after_a_takeover_the_pending_path_is_read_once_then_never_in_steady_state() {
+    let rig = Rig::new().await;
+    rig.masv.seed(
+        "ci-build",
+        KeyState::Active,
+        Duration::days(10),
+        Some(Duration::days(20)),
+    );
+    rig.sweep().await; // instance A adopts the lineage
+                       // Instance B, with a database of its own, finds A's promoted key (R3).
+    let dir = tempfile::tempdir().unwrap();
+    let b_store = Store::open(&dir.path().join("b.db")).await.unwrap();
+    let b = rig.engine_over(&b_store);
+    vault_reads(&rig.vault);
+    let r = b.sweep(&SweepMode::Apply).await.unwrap();
+    assert_eq!(r.failed(), 0, "{:?}", r.outcomes);
+    assert_eq!(vault_reads(&rig.vault), (1, 1), "one read of each path");
+    let actions: Vec<AuditAction> = b_store
+        .audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions, vec![AuditAction::Adopt]);
+    // Steady state: the cached view, a known rotation; no Vault read at all.
+    for _ in 0..2 {
+        b.sweep(&SweepMode::Apply).await.unwrap();
+        assert_eq!(vault_reads(&rig.vault), (0, 0));
+    }
+    // The replaced hand-made key retires behind A's key (proven, R1).
+    rig.clock.advance(Duration::hours(2));
+    b.sweep(&SweepMode::Apply).await.unwrap();
+    let hand_made = rig
+        .masv
+        .keys_named("ci-build")
+        .into_iter()
+        .find(|k| !k.id.starts_with("NEW"))
+        .unwrap();
+    assert_eq!(hand_made.state, KeyState::Inactive);
+    assert_eq!(vault_reads(&rig.vault), (0, 0));
+}
+
+#[tokio::test]
+async fn a_hand_over_closes_the_open_rotation_which_the_next_sweep_adopts_from_vault() {
+    let rig = Rig::new().await;
+    rig.masv.seed(
+        "ci-build",
+        KeyState::Active,
+        Duration::days(10),
+        Some(Duration::days(2)),
+    );
+    let engine = rig.engine();
+    engine.failpoints().arm(Boundary::AfterActivate);
+    assert!(engine.sweep(&SweepMode::Apply).await.is_err());
+    drop(engine);
+    let engine = rig.engine();
+    let handed = engine.hand_over().await.unwrap();
+    assert_eq!(handed.closed.len(), 1);
+    let rid = handed.closed[0].rotation_id.clone();
+    let records = Records::new(rig.store.clone());
+    let closed = records.rotation(&rid).await.unwrap().unwrap();
+    assert_eq!(closed.phase, RotationPhase::HandedOver);
+    assert!(records.in_flight().await.unwrap().rotations.is_empty());
+    let rows = rig.audit().await;
+    let last = rows.last().unwrap();
+    assert_eq!(
+        (last.action, last.rotation_id.as_deref()),
+        (AuditAction::HandOver, Some(rid.as_str()))
+    );
+    // Nothing else changed: no call was made.
+    assert_eq!(rig.vault.current("ci-build"), None);
+    let (staged, _) = rig.vault.pending("ci-build").expect("still staged");
+    // The next sweep judges the key afresh: staged and active, it is adopted
+    // (the handed-over row is replaced) and finished, no new key created.
+    let created = rig.masv.keys_named("ci-build").len();
+    let r = engine.sweep(&SweepMode::Apply).await.unwrap();
+    assert_eq!(r.failed(), 0, "{:?}", r.outcomes);
+    assert_eq!(rig.masv.keys_named("ci-build").len(), created);
+    assert_eq!(rig.vault.current("ci-build").unwrap().1, staged);
+    assert_eq!(rig.vault.pending("ci-build"), None);
+    let adopted = records.rotation(&rid).await.unwrap().unwrap();
+    assert_eq!(adopted.phase, RotationPhase::Verified);
+    assert_eq!(adopted.reason, DueReason::Takeover);
     rig.assert_invariants("ci-build").await;
 }
