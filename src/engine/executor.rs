@@ -9,7 +9,7 @@
 //!   the planner's recovery rules say;
 //! * `retirement` — deactivate, delete, track, forget;
 //! * `takeover` — adopt, discard or accept what another instance left
-//!   (docs/design.md, "Reconciliation after a takeover").
+//!   (docs/design.md, section 9).
 //!
 //! ```text
 //! creating ─create(inactive, marker)→ created ─→ storing ─CAS write+read back→ stored

@@ -51,7 +51,7 @@ pub enum DueReason {
     /// Asked for by `rotate --team --name`.
     Manual,
     /// A rotation another instance left in flight, taken over from what MASV
-    /// and Vault show (docs/design.md, "Reconciliation after a takeover").
+    /// and Vault show (docs/design.md, section 9).
     Takeover,
 }
 

@@ -191,7 +191,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
     }
 
     /// Called when this instance acquires the lease from a different holder
-    /// (takeover rule R4, docs/design.md "Reconciliation after a takeover"):
+    /// (takeover rule R4, docs/design.md, section 9):
     /// closes the local open rotations without touching MASV or Vault, drops
     /// the cached Vault views and the retirements this instance has not
     /// deactivated. The next sweep judges what it had in flight afresh from

@@ -1,10 +1,9 @@
-//! Reconciliation after a takeover, carried out (docs/design.md,
-//! "Reconciliation after a takeover"; the decisions are the planner's,
-//! `planner/takeover.rs`): adopt and resume another instance's rotation,
-//! discard one whose key can never work, accept a promotion another instance
-//! made, retire a key a previous leader deactivated; and the hand-over that
-//! closes what this instance had in flight when the lease comes from another
-//! holder.
+//! Reconciliation after a takeover, carried out (docs/design.md, section 9;
+//! the decisions are the planner's, `planner/takeover.rs`): adopt and resume
+//! another instance's rotation, discard one whose key can never work, accept a
+//! promotion another instance made, retire a key a previous leader
+//! deactivated; and the hand-over that closes what this instance had in flight
+//! when the lease comes from another holder.
 
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};

@@ -1,8 +1,8 @@
-//! Reconciliation after a takeover (docs/design.md, "Reconciliation after a
-//! takeover"): what a leader with its own database does with what another
-//! instance left in MASV and Vault. It sees only the keys' markers, the
-//! lineage's path (with the `rotation_id` its promotion wrote) and, when this
-//! module asks for it, the lineage's pending path.
+//! Reconciliation after a takeover (docs/design.md, section 9): what a leader
+//! with its own database does with what another instance left in MASV and
+//! Vault. It sees only the keys' markers, the lineage's path (with the
+//! `rotation_id` its promotion wrote) and, when this module asks for it, the
+//! lineage's pending path.
 //!
 //! * R1 — the current key counts as verified when it is active and its marker
 //!   names the rotation that promoted it ([`proven`]);
