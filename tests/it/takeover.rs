@@ -4,12 +4,15 @@
 //! and must finish or clean up what A left from MASV and Vault alone. Then A
 //! comes back, is handed over (as the daemon does when it takes the lease from
 //! another holder) and sweeps: nothing doubles, nothing harmful happens.
+//! Consumers read the lineage's path and use its key throughout: none may
+//! ever be refused.
 
 use chrono::Duration;
 use masv_key_rotator::engine::{Boundary, SweepMode};
 use masv_key_rotator::exit::Exit;
 use masv_key_rotator::store::{AuditAction, AuditFilter, Outcome};
 
+use crate::helpers::consumers::{Rig, Tally, QUICK_PACE};
 use crate::helpers::vault::TestVault;
 use crate::helpers::world::{Peer, RealEngine, World, TEAM};
 
@@ -157,10 +160,18 @@ async fn crash_a(w: &World, boundary: Boundary, generation: u32) -> (String, usi
 }
 
 /// One case: A crashes at `boundary`; B (fresh database) takes over; A is
-/// handed over and sweeps again; later sweeps retire what is left.
-async fn takeover_case(vault: TestVault, boundary: Boundary, generation: u32) -> TestVault {
+/// handed over and sweeps again; later sweeps retire what is left. Consumers
+/// read the lineage's path and use its key all along; their tally is returned.
+async fn takeover_case(
+    vault: TestVault,
+    boundary: Boundary,
+    generation: u32,
+) -> (TestVault, Tally) {
     let what = format!("{boundary:?} (generation {generation})");
     let w = World::with_vault(vault).await;
+    let consumers = Rig::new(&w, QUICK_PACE)
+        .await
+        .reading_vault(&[NAME.to_string()], 2);
     let (seeded, before) = crash_a(&w, boundary, generation).await;
     let a_open: Vec<String> = sqlx::query_scalar(
         "SELECT rotation_id FROM rotations WHERE phase NOT IN ('verified', 'rolled_back', 'abandoned')",
@@ -250,8 +261,9 @@ async fn takeover_case(vault: TestVault, boundary: Boundary, generation: u32) ->
         assert_settled(&w, &[&b_db], &c, true, &format!("A later, after {what}")).await;
     }
     drop(a);
+    let consumed = consumers.stop().await.in_case(&what);
     let World { vault, .. } = w;
-    vault
+    (vault, consumed)
 }
 
 /// What B must have done (and must not have done) after A crashed at `boundary`.
@@ -290,12 +302,17 @@ fn is_rollback(b: Boundary) -> bool {
 #[tokio::test]
 async fn a_fresh_instance_finishes_or_cleans_up_a_rotation_left_at_every_boundary() {
     let mut vault = TestVault::start().await;
+    let mut consumed = Tally::default();
     for generation in [1, 2] {
         for boundary in Boundary::ALL.into_iter().filter(|b| in_rotation(*b)) {
             let fresh = vault.renamed(&format!("{boundary:?}-g{generation}"));
-            vault = takeover_case(fresh, boundary, generation).await;
+            let (v, tally) = takeover_case(fresh, boundary, generation).await;
+            vault = v;
+            consumed.add(tally);
         }
     }
+    println!("takeover in a rotation, consumers: {consumed}");
+    consumed.assert_no_refusals("takeover in a rotation");
 }
 
 /// A crash in a rollback, a deactivation or a deletion: B picks up from MASV
@@ -303,6 +320,7 @@ async fn a_fresh_instance_finishes_or_cleans_up_a_rotation_left_at_every_boundar
 #[tokio::test]
 async fn a_fresh_instance_takes_over_after_a_crash_in_a_rollback_or_retirement() {
     let mut vault = TestVault::start().await;
+    let mut consumed = Tally::default();
     for boundary in [
         Boundary::BeforeRollback,
         Boundary::AfterRollback,
@@ -312,6 +330,10 @@ async fn a_fresh_instance_takes_over_after_a_crash_in_a_rollback_or_retirement()
         Boundary::AfterDelete,
     ] {
         let fresh = vault.renamed(&format!("{boundary:?}"));
-        vault = takeover_case(fresh, boundary, 1).await;
+        let (v, tally) = takeover_case(fresh, boundary, 1).await;
+        vault = v;
+        consumed.add(tally);
     }
+    println!("takeover in a rollback or retirement, consumers: {consumed}");
+    consumed.assert_no_refusals("takeover in a rollback or retirement");
 }
