@@ -973,17 +973,14 @@ async fn crash_at_every_boundary_then_restart_settles() {
 /// A rotation interrupted after its new key reached Vault, whose new key then
 /// dies (expires, is suspended or deleted by someone) before a restart.
 async fn interrupted_then_new_key_dies(boundary: Boundary, kill: fn(&Rig, &str)) -> Rig {
-    let rig = Rig::new().await;
-    let old = rig.masv.seed(
-        "ci-build",
-        KeyState::Active,
-        Duration::days(10),
-        Some(Duration::days(2)),
-    );
-    let engine = rig.engine();
-    engine.failpoints().arm(boundary);
-    assert!(engine.sweep(&SweepMode::Apply).await.is_err());
-    drop(engine);
+    let rig = Rig::crashed_at(boundary, Duration::days(2)).await;
+    let old = rig
+        .masv
+        .keys_named("ci-build")
+        .into_iter()
+        .find(|k| !k.id.starts_with("NEW"))
+        .expect("the hand-made key")
+        .id;
     let (dead, _) = rig
         .vault
         .pending("ci-build")
@@ -1203,6 +1200,33 @@ async fn the_lineage_path_names_the_new_key_only_once_it_is_verified() {
     rig.assert_invariants("ci-build").await;
 }
 
+impl Rig {
+    /// A lineage with one hand-made key expiring in `expires_in`, whose first
+    /// rotation crashed at `boundary` (the process is gone).
+    async fn crashed_at(boundary: Boundary, expires_in: Duration) -> Rig {
+        let rig = Rig::new().await;
+        rig.masv.seed(
+            "ci-build",
+            KeyState::Active,
+            Duration::days(10),
+            Some(expires_in),
+        );
+        let engine = rig.engine();
+        engine.failpoints().arm(boundary);
+        assert!(engine.sweep(&SweepMode::Apply).await.is_err());
+        drop(engine);
+        rig
+    }
+
+    /// Another instance's engine over the same MASV and Vault with a fresh
+    /// database of its own (kept in the returned directory).
+    async fn peer(&self) -> (Engine<FakeMasv, FakeVault>, Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("peer.db")).await.unwrap();
+        (self.engine_over(&store), store, dir)
+    }
+}
+
 /// Vault reads (lineage path, pending path) since the last call.
 fn vault_reads(vault: &FakeVault) -> (usize, usize) {
     let mut s = vault.state.lock().unwrap();
@@ -1258,17 +1282,7 @@ async fn after_a_takeover_the_pending_path_is_read_once_then_never_in_steady_sta
 
 #[tokio::test]
 async fn a_hand_over_closes_the_open_rotation_which_the_next_sweep_adopts_from_vault() {
-    let rig = Rig::new().await;
-    rig.masv.seed(
-        "ci-build",
-        KeyState::Active,
-        Duration::days(10),
-        Some(Duration::days(2)),
-    );
-    let engine = rig.engine();
-    engine.failpoints().arm(Boundary::AfterActivate);
-    assert!(engine.sweep(&SweepMode::Apply).await.is_err());
-    drop(engine);
+    let rig = Rig::crashed_at(Boundary::AfterActivate, Duration::days(2)).await;
     let engine = rig.engine();
     let handed = engine.hand_over().await.unwrap();
     assert_eq!(handed.closed.len(), 1);
@@ -1297,5 +1311,111 @@ async fn a_hand_over_closes_the_open_rotation_which_the_next_sweep_adopts_from_v
     let adopted = records.rotation(&rid).await.unwrap().unwrap();
     assert_eq!(adopted.phase, RotationPhase::Verified);
     assert_eq!(adopted.reason, DueReason::Takeover);
+    rig.assert_invariants("ci-build").await;
+}
+
+/// Instance A crashes with its new key staged (inactive); `kill` makes that key
+/// dead; instance B, with a fresh database, sweeps. Returns the rig, B's
+/// database, B's engine and the dead key.
+async fn takeover_of_a_dead_key(
+    kill: fn(&Rig, &str),
+) -> (
+    Rig,
+    Store,
+    Engine<FakeMasv, FakeVault>,
+    String,
+    tempfile::TempDir,
+) {
+    let rig = Rig::crashed_at(Boundary::AfterStore, Duration::days(40)).await;
+    let (dead, _) = rig.vault.pending("ci-build").expect("staged");
+    kill(&rig, &dead);
+    let (b, b_store, dir) = rig.peer().await;
+    let r = b.sweep(&SweepMode::Apply).await.unwrap();
+    assert_eq!(r.failed(), 0, "{:?}", r.outcomes);
+    (rig, b_store, b, dead, dir)
+}
+
+#[tokio::test]
+async fn a_dead_foreign_key_at_the_pending_path_is_discarded_and_never_toggled() {
+    // Expired (and inactive): the rotation is given up, the key deleted, and
+    // the lineage rotated by B in the same sweep.
+    let (rig, b_store, b, dead, _dir) = takeover_of_a_dead_key(expire).await;
+    assert!(rig.masv.key(&dead).is_none(), "dead inactive key deleted");
+    let rows = b_store.audit(&AuditFilter::default()).await.unwrap();
+    for action in [AuditAction::Abandon, AuditAction::CleanupOrphan] {
+        assert!(
+            rows.iter()
+                .any(|a| a.action == action && a.key_id.as_deref() == Some(dead.as_str())),
+            "{action:?}"
+        );
+    }
+    let (_, current, _) = rig.vault.current("ci-build").expect("rotated by B");
+    assert_ne!(current, dead);
+    assert_eq!(rig.vault.pending("ci-build"), None);
+    vault_reads(&rig.vault);
+    b.sweep(&SweepMode::Apply).await.unwrap();
+    assert_eq!(vault_reads(&rig.vault), (0, 0), "nothing read again");
+    rig.assert_invariants("ci-build").await;
+
+    // Suspended: the pending entry goes, the key is never toggled nor deleted.
+    let (rig, _b_store, b, dead, _dir) = takeover_of_a_dead_key(|rig, dead| {
+        let mut s = rig.masv.state.lock().unwrap();
+        s.keys.get_mut(dead).unwrap().0.state = KeyState::Suspended;
+    })
+    .await;
+    assert_eq!(rig.masv.key(&dead).unwrap().state, KeyState::Suspended);
+    assert!(
+        !rig.masv
+            .mutations()
+            .iter()
+            .any(|(verb, id)| id == &dead && verb != "create"),
+        "a suspended key was toggled or deleted: {:?}",
+        rig.masv.mutations()
+    );
+    assert_eq!(rig.vault.pending("ci-build"), None);
+    vault_reads(&rig.vault);
+    let r = b.sweep(&SweepMode::Apply).await.unwrap();
+    assert_eq!(vault_reads(&rig.vault), (0, 0), "known now: not read again");
+    assert!(r.notes().any(|(_, n)| n
+        == &super::planner::Note::Suspended {
+            key_id: dead.clone()
+        }));
+    rig.assert_invariants("ci-build").await;
+}
+
+#[tokio::test]
+async fn an_inactive_foreign_key_older_than_the_current_one_is_deleted_after_delete_after() {
+    // A rotates twice and deactivates its first key; B, fresh, finds it
+    // inactive, marked by a rotation it does not know, older than the current key.
+    let rig = Rig::new().await;
+    rig.masv.seed(
+        "ci-build",
+        KeyState::Active,
+        Duration::days(10),
+        Some(Duration::days(40)),
+    );
+    rig.sweep().await;
+    let (_, first, _) = rig.vault.current("ci-build").unwrap();
+    rig.clock.advance(Duration::days(24));
+    rig.sweep().await;
+    rig.clock.advance(Duration::hours(2));
+    rig.sweep().await;
+    assert_eq!(rig.masv.key(&first).unwrap().state, KeyState::Inactive);
+    let (b, b_store, _dir) = rig.peer().await;
+    let r = b.sweep(&SweepMode::Apply).await.unwrap();
+    assert_eq!(r.failed(), 0, "{:?}", r.outcomes);
+    assert!(rig.masv.key(&first).is_some(), "not deleted at once");
+    vault_reads(&rig.vault);
+    rig.clock.advance(Duration::days(6));
+    b.sweep(&SweepMode::Apply).await.unwrap();
+    assert_eq!(vault_reads(&rig.vault), (0, 0), "retiring: not read again");
+    assert!(rig.masv.key(&first).is_some(), "not before delete_after");
+    rig.clock.advance(Duration::days(2));
+    b.sweep(&SweepMode::Apply).await.unwrap();
+    assert!(rig.masv.key(&first).is_none(), "deleted delete_after later");
+    let rows = b_store.audit(&AuditFilter::default()).await.unwrap();
+    assert!(rows
+        .iter()
+        .any(|a| a.action == AuditAction::Delete && a.key_id.as_deref() == Some(first.as_str())));
     rig.assert_invariants("ci-build").await;
 }
