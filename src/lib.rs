@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error_chain;
 pub mod escape;
 pub mod exit;
+pub mod lease;
 pub mod local_http;
 pub mod lock;
 pub mod logging;

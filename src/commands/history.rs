@@ -103,6 +103,7 @@ mod tests {
                 outcome: Outcome::Failed,
                 detail: format!("MASV said: {name}"),
                 rotation_id: None,
+                lease_token: None,
                 prev_hash: String::new(),
                 hash: String::new(),
             })

@@ -16,6 +16,7 @@
 //! * `policy` — `[policy]` and `[team.policy]`, resolved into [`Policy`];
 //! * `teams` — `[[team]]`;
 //! * `sections` — `[database]`, `[log]`, `[metrics]`, `[notify]`;
+//! * `ha` — `[ha]`: the instance id and the lease's time to live;
 //! * `secrets` — the secrets the file names, read from files or the environment.
 //! * `checks` — URL, path and "exactly one of" checks several tables share.
 //!
@@ -26,6 +27,7 @@
 mod checks;
 mod endpoints;
 mod error;
+mod ha;
 mod policy;
 mod schedule;
 mod secrets;
@@ -42,6 +44,7 @@ use serde::Deserialize;
 pub use crate::engine::Policy;
 pub use endpoints::{AppRoleConfig, MasvConfig, VaultConfig, VAULT_TIMEOUT};
 pub use error::ConfigError;
+pub use ha::HaConfig;
 pub use schedule::{CronSchedule, ScheduleConfig};
 pub use secrets::{Credentials, SecretSource, VaultCredentials};
 pub use sections::{DatabaseConfig, LogConfig, LogFormat, MetricsConfig, NotifyConfig};
@@ -64,6 +67,8 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: Option<MetricsConfig>,
     pub notify: Option<NotifyConfig>,
+    /// Several instances, one sweeping (None: this one alone).
+    pub ha: Option<HaConfig>,
     /// The file this config came from (not a TOML field).
     pub source: PathBuf,
 }
@@ -86,6 +91,7 @@ struct ConfigFile {
     log: LogConfig,
     metrics: Option<MetricsConfig>,
     notify: Option<NotifyConfig>,
+    ha: Option<ha::HaTable>,
 }
 
 /// Resolves which config file to use: `--config`, else the environment, else the default.
@@ -139,6 +145,7 @@ impl Config {
         if let Some(notify) = &file.notify {
             notify.check(path)?;
         }
+        let ha = file.ha.map(|t| t.resolve(path)).transpose()?;
         Ok(Config {
             masv: file.masv,
             vault: file.vault,
@@ -148,6 +155,7 @@ impl Config {
             log: file.log,
             metrics: file.metrics,
             notify: file.notify,
+            ha,
             source: path.to_path_buf(),
         })
     }

@@ -125,4 +125,6 @@ pub struct NewAuditEntry {
     pub outcome: Outcome,
     pub detail: String,
     pub rotation_id: Option<String>,
+    /// The HA lease's fencing token the mutation was made under (with `[ha]`).
+    pub lease_token: Option<i64>,
 }

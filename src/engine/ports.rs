@@ -185,3 +185,22 @@ pub trait RecordStore: Send + Sync + 'static {
         seen_at: DateTime<Utc>,
     ) -> Result<(), RecordError>;
 }
+
+/// Why this instance may not mutate now.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct NotHolder(String);
+
+impl NotHolder {
+    pub fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
+
+/// With several instances, whether this one may mutate MASV or Vault now
+/// (invariant 8): it holds the leader lease, unexpired with a safety margin.
+/// Asked before every mutating step; no I/O.
+pub trait Fence: Send + Sync + 'static {
+    /// The fencing token to record with the mutation, or why not to make it.
+    fn check(&self) -> Result<u64, NotHolder>;
+}

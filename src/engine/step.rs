@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use super::audit::{AuditAction, NewAuditEntry, Outcome};
 use super::failpoints::{Boundary, Crashed, Failpoints};
 use super::model::LineageId;
-use super::ports::{KeyApiError, RecordError, RecordStore, SecretStoreError};
+use super::ports::{Fence, KeyApiError, NotHolder, RecordError, RecordStore, SecretStoreError};
 use super::records::Change;
 use crate::clock::SharedClock;
 
@@ -36,6 +36,9 @@ pub enum StepError {
     /// A safety check refused the step.
     #[error("refused: {0}")]
     Guard(String),
+    /// With several instances, this one may not mutate now (invariant 8).
+    #[error("not taken: {0}")]
+    Fenced(#[from] NotHolder),
 }
 
 impl StepError {
@@ -91,6 +94,8 @@ pub(super) struct StepRunner<'a> {
     pub records: &'a dyn RecordStore,
     pub clock: &'a SharedClock,
     pub failpoints: &'a Failpoints,
+    /// With several instances, the lease every mutating call must be under.
+    pub fence: Option<&'a dyn Fence>,
 }
 
 impl StepRunner<'_> {
@@ -99,8 +104,10 @@ impl StepRunner<'_> {
     }
 
     /// Intent, call, outcome. The call's own result comes back once its
-    /// outcome is on record; the outer error is a crash or an unrecordable
-    /// outcome, after which nothing further may be done.
+    /// outcome is on record; the outer error is a crash, an unrecordable
+    /// outcome or a lease this instance does not hold (checked before the
+    /// intent and again right before the call), after which nothing further
+    /// may be done.
     pub async fn run<T, E>(
         &self,
         step: Step<'_>,
@@ -117,10 +124,12 @@ impl StepRunner<'_> {
             before,
             after,
         } = step;
+        self.fenced()?;
         if !intent.is_empty() {
             self.records.apply(self.now(), intent, vec![]).await?;
         }
         self.crash_point(before)?;
+        let lease_token = self.fenced()?;
         let result = call.await;
         let (outcome, recorded) = match &result {
             Ok(value) => {
@@ -130,7 +139,7 @@ impl StepRunner<'_> {
             Err(error) => (Outcome::Failed, failed(error)),
         };
         let key_id = recorded.key_id.as_deref().or(key_id);
-        let entry = self.entry(
+        let mut entry = self.entry(
             lineage,
             key_id,
             rotation_id,
@@ -138,6 +147,7 @@ impl StepRunner<'_> {
             outcome,
             recorded.detail,
         );
+        entry.lease_token = lease_token;
         self.records
             .apply(self.now(), recorded.changes, vec![entry])
             .await?;
@@ -167,6 +177,14 @@ impl StepRunner<'_> {
         Ok(())
     }
 
+    /// The fencing token to record, if this instance runs with a lease and
+    /// holds it now; an error if it runs with one and does not.
+    fn fenced(&self) -> Result<Option<i64>, NotHolder> {
+        self.fence
+            .map(|f| f.check().map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+            .transpose()
+    }
+
     fn crash_point(&self, at: Option<Boundary>) -> Result<(), Crashed> {
         match at {
             Some(b) => self.failpoints.check(b),
@@ -192,6 +210,7 @@ impl StepRunner<'_> {
             outcome,
             detail,
             rotation_id: rotation_id.map(str::to_string),
+            lease_token: None,
         }
     }
 }

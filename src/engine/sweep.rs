@@ -23,8 +23,8 @@ use super::planner::{
     needs_pending, plan_lineage, ActionKind, LineagePlan, LineageSnapshot, Note, Pending,
 };
 use super::policy::Policy;
+use super::ports::{Fence, RecordError, RecordStore};
 use super::ports::{KeyApi, SecretStore};
-use super::ports::{RecordError, RecordStore};
 use super::records::{Change, TeamRecords};
 use super::secret::StoredSecret;
 use super::step::StepRunner;
@@ -131,6 +131,7 @@ pub struct Engine<K, S> {
     failpoints: Failpoints,
     shutdown: CancellationToken,
     heartbeat: Option<Heartbeat>,
+    fence: Option<Arc<dyn Fence>>,
 }
 
 /// Called between sweep steps (the systemd watchdog hangs off it).
@@ -156,7 +157,15 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             failpoints: Failpoints::default(),
             shutdown: CancellationToken::new(),
             heartbeat: None,
+            fence: None,
         }
+    }
+
+    /// With several instances: make every mutating step ask `fence` first, and
+    /// record its fencing token in the step's audit row (invariant 8).
+    pub fn with_fence(mut self, fence: Arc<dyn Fence>) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     /// Calls `beat` between steps, so a watchdog sees progress during long sweeps.
@@ -421,6 +430,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                 records: records_handle.as_ref(),
                 clock: &self.clock,
                 failpoints: &self.failpoints,
+                fence: self.fence.as_deref(),
             },
         };
         for action in &plan.actions {
@@ -428,6 +438,13 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             if self.shutdown.is_cancelled() {
                 result.errors.push(format!(
                     "{lineage}: stopped before {} (shutdown)",
+                    action.kind()
+                ));
+                break;
+            }
+            if let Some(Err(why)) = self.fence.as_ref().map(|f| f.check()) {
+                result.errors.push(format!(
+                    "{lineage}: stopped before {} ({why})",
                     action.kind()
                 ));
                 break;

@@ -270,6 +270,7 @@ pub(super) async fn hand_over(
                 r.phase
             ),
             rotation_id: Some(r.rotation_id.clone()),
+            lease_token: None,
         });
     }
     for r in &in_flight.undeactivated {
@@ -287,6 +288,7 @@ pub(super) async fn hand_over(
                 outcome: Outcome::Ok,
                 detail: "retirement dropped while its deactivation was in flight (it may have been sent): the lease came from another holder; the key is judged afresh from MASV and Vault".into(),
                 rotation_id: r.rotation_id.clone(),
+                lease_token: None,
             });
         }
     }

@@ -3,7 +3,9 @@
 //! Each row's `hash` is `sha256_hex(prev_hash + "\n" + canonical)` where
 //! `canonical` is the JSON array
 //! `[id, at, team_id, key_id, key_name, action, outcome, detail, rotation_id]`
-//! (absent values as `null`). JSON gives an unambiguous encoding for any text,
+//! (absent values as `null`), with the HA fencing token `lease_token` appended
+//! as a tenth element on rows that have one (rows without it hash as they
+//! always have). JSON gives an unambiguous encoding for any text,
 //! including separators and newlines in `detail`. The first row chains from 64
 //! zeros. Editing, deleting, inserting or re-ordering a row breaks the chain at
 //! that row; a truncated *tail* cannot be seen by a chain alone (compare the last
@@ -37,6 +39,9 @@ pub struct AuditRow {
     pub outcome: Outcome,
     pub detail: String,
     pub rotation_id: Option<String>,
+    /// The HA lease's fencing token the mutation was made under (with `[ha]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<i64>,
     pub prev_hash: String,
     pub hash: String,
 }
@@ -75,8 +80,9 @@ pub fn row_hash(
     outcome: &str,
     detail: &str,
     rotation_id: Option<&str>,
+    lease_token: Option<i64>,
 ) -> String {
-    let canonical = serde_json::json!([
+    let mut canonical = serde_json::json!([
         id,
         at,
         team_id,
@@ -87,6 +93,9 @@ pub fn row_hash(
         detail,
         rotation_id
     ]);
+    if let (Some(token), Some(fields)) = (lease_token, canonical.as_array_mut()) {
+        fields.push(token.into());
+    }
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(b"\n");
@@ -142,9 +151,10 @@ pub(crate) async fn append_on(
         entry.outcome.as_str(),
         &entry.detail,
         entry.rotation_id.as_deref(),
+        entry.lease_token,
     );
     sqlx::query(
-        "INSERT INTO audit_log (id, at, team_id, key_id, key_name, action, outcome, detail, rotation_id, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (id, at, team_id, key_id, key_name, action, outcome, detail, rotation_id, lease_token, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id)
     .bind(&at)
@@ -155,6 +165,7 @@ pub(crate) async fn append_on(
     .bind(entry.outcome.as_str())
     .bind(&entry.detail)
     .bind(&entry.rotation_id)
+    .bind(entry.lease_token)
     .bind(&prev_hash)
     .bind(&hash)
     .execute(&mut *conn)
@@ -174,6 +185,7 @@ pub(crate) async fn append_on(
         outcome: entry.outcome,
         detail: entry.detail,
         rotation_id: entry.rotation_id,
+        lease_token: entry.lease_token,
         prev_hash,
         hash,
     })
@@ -206,6 +218,7 @@ pub(crate) fn row_from(row: &SqliteRow) -> Result<AuditRow, StoreError> {
             .map_err(|e| corrupt(id, e))?,
         detail: row.get("detail"),
         rotation_id: row.get("rotation_id"),
+        lease_token: row.get("lease_token"),
         prev_hash: row.get("prev_hash"),
         hash: row.get("hash"),
     })
@@ -252,7 +265,7 @@ pub(crate) async fn read(
 
 /// Walks the whole chain in id order, streaming, and names the first bad row.
 pub(crate) async fn verify(pool: &sqlx::SqlitePool) -> Result<ChainReport, StoreError> {
-    let mut rows = sqlx::query("SELECT id, at, team_id, key_id, key_name, action, outcome, detail, rotation_id, prev_hash, hash FROM audit_log ORDER BY id")
+    let mut rows = sqlx::query("SELECT id, at, team_id, key_id, key_name, action, outcome, detail, rotation_id, lease_token, prev_hash, hash FROM audit_log ORDER BY id")
         .fetch(pool);
     let mut expected_prev = GENESIS.to_string();
     let mut expected_id = 1i64;
@@ -288,6 +301,7 @@ pub(crate) async fn verify(pool: &sqlx::SqlitePool) -> Result<ChainReport, Store
             &row.get::<String, _>("outcome"),
             &row.get::<String, _>("detail"),
             row.get::<Option<String>, _>("rotation_id").as_deref(),
+            row.get::<Option<i64>, _>("lease_token"),
         );
         if computed != hash {
             return Ok(ChainReport::Broken {

@@ -430,6 +430,7 @@ mod tests {
             outcome: Outcome::Ok,
             detail: detail.into(),
             rotation_id: None,
+            lease_token: None,
         }
     }
 

@@ -71,7 +71,7 @@ impl VaultStore {
         Ok(self.secret_path(team_id, name))
     }
 
-    fn full_path(&self, path: &str) -> String {
+    pub(super) fn full_path(&self, path: &str) -> String {
         format!("{}/data/{path}", self.inner.mount)
     }
 
@@ -349,7 +349,7 @@ impl VaultStore {
     }
 
     /// Sends `endpoint` (about `full`, a check-and-set at `cas`); its data.
-    async fn send<E: Endpoint>(
+    pub(super) async fn send<E: Endpoint>(
         &self,
         client: &Caller,
         endpoint: E,

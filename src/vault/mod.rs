@@ -17,11 +17,12 @@
 //!
 //! The parts: `settings` (what the adapter is given), `session` (the HTTP
 //! client and logging in), `secret` (the secret's shapes and KV fields),
-//! `kv` (the KV operations), `sys` (seal status and capabilities),
+//! `kv` (the KV operations), `lease` (the HA lease at `_leader`), `sys` (seal status and capabilities),
 //! `error` (the errors and how vaultrs' map onto them).
 
 mod error;
 mod kv;
+mod lease;
 mod port;
 mod secret;
 mod session;

@@ -14,6 +14,7 @@ mod helpers;
 mod hostile;
 mod hostile_names;
 mod kill;
+mod lease;
 mod masv_client;
 mod metrics;
 mod metrics_limits;

@@ -21,6 +21,7 @@ fn entry(i: i64, detail: &str) -> NewAuditEntry {
         },
         detail: detail.into(),
         rotation_id: (i % 2 == 0).then(|| format!("R{i}")),
+        lease_token: (i % 3 == 0).then_some(40 + i),
     }
 }
 
@@ -128,6 +129,32 @@ async fn chain_intact_then_an_edited_row_is_named() {
 }
 
 #[tokio::test]
+async fn a_changed_or_removed_fencing_token_is_named() {
+    // Rows 3 and 6 carry a token (entry gives one to every third row).
+    for (sql, bad) in [
+        ("UPDATE audit_log SET lease_token = 99 WHERE id = 3", 3),
+        ("UPDATE audit_log SET lease_token = NULL WHERE id = 6", 6),
+        ("UPDATE audit_log SET lease_token = 7 WHERE id = 4", 4),
+    ] {
+        let (_dir, store) = fresh().await;
+        for i in 1..=6 {
+            store.append(entry(i, &format!("row {i}"))).await.unwrap();
+        }
+        let rows = store.audit(&AuditFilter::default()).await.unwrap();
+        assert_eq!(rows[2].lease_token, Some(43));
+        assert_eq!(rows[3].lease_token, None);
+        exec(&store, "DROP TRIGGER audit_log_no_update")
+            .await
+            .unwrap();
+        exec(&store, sql).await.unwrap();
+        match store.verify_chain().await.unwrap() {
+            ChainReport::Broken { first_bad_id, .. } => assert_eq!(first_bad_id, bad, "{sql}"),
+            other => panic!("{sql}: not found: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_deleted_middle_row_is_found() {
     let (_dir, store) = fresh().await;
     for i in 1..=5 {
@@ -168,6 +195,7 @@ async fn a_rehashed_row_breaks_the_link_to_the_next() {
         row.outcome.as_str(),
         "forged",
         row.rotation_id.as_deref(),
+        row.lease_token,
     );
     exec(&store, "DROP TRIGGER audit_log_no_update")
         .await

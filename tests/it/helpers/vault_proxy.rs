@@ -41,12 +41,14 @@ struct Proxy {
     http: reqwest::Client,
     rules: Arc<Mutex<Vec<Rule>>>,
     log: Arc<Mutex<Vec<String>>>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct VaultProxy {
     pub address: String,
     rules: Arc<Mutex<Vec<Rule>>>,
     log: Arc<Mutex<Vec<String>>>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
     stop: tokio_util::sync::CancellationToken,
 }
 
@@ -60,11 +62,13 @@ impl VaultProxy {
     pub async fn start(upstream: &str) -> VaultProxy {
         let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let cut: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let proxy = Proxy {
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             rules: rules.clone(),
             log: log.clone(),
+            cut: cut.clone(),
         };
         let app = axum::Router::new().fallback(forward).with_state(proxy);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -81,8 +85,14 @@ impl VaultProxy {
             address,
             rules,
             log,
+            cut,
             stop,
         }
+    }
+
+    /// While `on`, every request is refused with 503, as if Vault were cut off.
+    pub fn cut(&self, on: bool) {
+        self.cut.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Fails the next `times` requests with `method` whose path and query contain `path_contains`.
@@ -112,6 +122,14 @@ async fn forward(
         .path_and_query()
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_default();
+    if p.cut.load(std::sync::atomic::Ordering::SeqCst) {
+        p.log
+            .lock()
+            .unwrap()
+            .push(format!("{method} {target} 503 (cut off)"));
+        let body = serde_json::json!({ "errors": ["cut off (test)"] });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
     let fault = {
         let mut rules = p.rules.lock().unwrap();
         let hit = rules
