@@ -7,7 +7,8 @@
 //! one place, and what a caller may bring is listed here: a clock (the demo and
 //! the tests drive a manual one), a store or Vault handle it opened itself
 //! instead of settings (the demo reads the audit log afterwards; tests hand in
-//! read-only or proxied handles) and the watchdog heartbeat (`run`). A dry run
+//! read-only or proxied handles), the watchdog heartbeat (`run`) and, with
+//! `[ha]`, the lease fence every mutating step must pass. A dry run
 //! before any database exists gets an engine without records
 //! ([`DbAccess::ReadOnlyIfPresent`]). The daemon's shutdown token is not a
 //! build setting: `run` re-arms it on the same engine for each round of sweeps
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, Credentials};
-use crate::engine::ports::RecordStore;
+use crate::engine::ports::{Fence, RecordStore};
 use crate::engine::sweep::Heartbeat;
 use crate::engine::{Engine, ManagedTeam};
 use crate::exit::CommandError;
@@ -58,6 +59,7 @@ pub struct App {
     teams: Vec<ManagedTeam>,
     clock: SharedClock,
     heartbeat: Option<Heartbeat>,
+    fence: Option<Arc<dyn Fence>>,
 }
 
 impl App {
@@ -76,6 +78,7 @@ impl App {
             teams,
             clock: Arc::new(SystemClock),
             heartbeat: None,
+            fence: None,
         }
     }
 
@@ -107,6 +110,12 @@ impl App {
         self
     }
 
+    /// Mutate only through `fence` (the HA lease), if given.
+    pub fn fence(mut self, fence: Option<Arc<dyn Fence>>) -> Self {
+        self.fence = fence;
+        self
+    }
+
     /// Opens the database, makes the MASV client and connects to Vault, in that
     /// order, and builds the engine over them.
     pub async fn build(self) -> Result<ProdEngine, CommandError> {
@@ -121,10 +130,13 @@ impl App {
             VaultSource::Connected(store) => store,
         };
         let records = records.map(|r| Arc::new(r) as Arc<dyn RecordStore>);
-        let engine = Engine::new(masv, vault, records, self.clock, self.teams, concurrency);
-        Ok(match self.heartbeat {
-            Some(beat) => engine.with_heartbeat(beat),
-            None => engine,
-        })
+        let mut engine = Engine::new(masv, vault, records, self.clock, self.teams, concurrency);
+        if let Some(beat) = self.heartbeat {
+            engine = engine.with_heartbeat(beat);
+        }
+        if let Some(fence) = self.fence {
+            engine = engine.with_fence(fence);
+        }
+        Ok(engine)
     }
 }

@@ -5,6 +5,13 @@
 //! is. Shutdown cancels the token: the engine finishes the step in flight, leaves
 //! the rest for the next start, and the loop returns.
 //!
+//! With `[ha]` the loop sweeps only while this instance holds the leader
+//! lease: ticks are skipped quietly on a standby, and a sweep starts at once
+//! when the lease is taken. Before the first sweep of each term the engine
+//! hands over (its records may be stale if another instance held the lease
+//! since) and only then arms the fence, so no step of a new term runs on old
+//! knowledge.
+//!
 //! A while after each sweep, once the connections it used have timed out, the
 //! loop hands the allocator's free pages back to the system: otherwise the idle
 //! daemon would stay as large as its busiest sweep (see `heap-trim`).
@@ -13,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -21,6 +28,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::CronSchedule;
 use crate::engine::ports::{KeyApi, SecretStore};
 use crate::engine::{Engine, SweepMode, SweepReport};
+use crate::lease::{LeaseFence, LeaseRole, LeaseStatus, Previous};
 
 /// What the loop did, for tests and the final log line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +92,60 @@ pub struct LoopHooks<'a> {
     pub idle_every: Duration,
     /// How long after a sweep to give freed memory back ([`SETTLE_AFTER_SWEEP`]).
     pub settle_after: Duration,
+    /// With `[ha]`: sweep only while holding the lease.
+    pub lease: Option<LeaseGate>,
+}
+
+/// The lease as the sweep loop sees it.
+#[derive(Clone)]
+pub struct LeaseGate {
+    pub status: watch::Receiver<LeaseStatus>,
+    pub fence: LeaseFence,
+}
+
+impl LeaseGate {
+    /// Waits until the lease changes hands or terms.
+    async fn changed(gate: &mut Option<LeaseGate>) {
+        match gate {
+            Some(g) => {
+                if g.status.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// Whether the loop may sweep now; readies a newly taken term first (hand
+/// over, then arm the fence). Without `[ha]`, always.
+async fn may_sweep<K: KeyApi, S: SecretStore>(
+    engine: &Engine<K, S>,
+    gate: &Option<LeaseGate>,
+) -> bool {
+    let Some(g) = gate else { return true };
+    let status = g.status.borrow().clone();
+    if status.role != LeaseRole::Holder {
+        return false;
+    }
+    if g.fence.armed_term() == Some(status.term) {
+        return true;
+    }
+    // Another instance may have acted since this one's records were written.
+    if !matches!(status.previous, Some(Previous::Me | Previous::Nobody)) {
+        match engine.hand_over().await {
+            Ok(report) => info!(
+                closed_rotations = report.closed.len(),
+                dropped_retirements = report.dropped_retirements.len(),
+                "took over from another holder: in-flight records handed over"
+            ),
+            Err(e) => {
+                error!(error = %e, "cannot hand over the records; not sweeping until that succeeds");
+                return false;
+            }
+        }
+    }
+    g.fence.arm(status.term)
 }
 
 /// Runs sweeps on `cron` (parsed with the config; tokio-cron-scheduler is
@@ -103,6 +165,7 @@ where
         on_idle,
         idle_every,
         settle_after,
+        mut lease,
     } = hooks;
     let mut settle = HeapSettle {
         settle_after,
@@ -159,6 +222,13 @@ where
                         if tick.is_none() { break }
                         ticked = true;
                     }
+                    () = LeaseGate::changed(&mut lease) => {
+                        // A new term sweeps at once; anything else waits for a tick.
+                        ticked = lease.as_ref().is_some_and(|g| {
+                            let s = g.status.borrow();
+                            s.role == LeaseRole::Holder && g.fence.armed_term() != Some(s.term)
+                        });
+                    }
                 }
             }
             if !ticked {
@@ -168,6 +238,10 @@ where
         first = false;
         if shutdown.is_cancelled() {
             break;
+        }
+        if !may_sweep(engine, &lease).await {
+            debug!("standby: not sweeping");
+            continue;
         }
         sweeping.store(true, Ordering::SeqCst);
         let now_running = running.fetch_add(1, Ordering::SeqCst) + 1;

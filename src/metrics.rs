@@ -28,12 +28,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::engine::planner::{KeyRole, NextStep, Note};
 use crate::engine::SweepReport;
 use crate::exit::Exit;
+use crate::lease::{LeaseRole, LeaseStatus};
 use crate::local_http::{self, Limits};
 use crate::notify::StatsSource;
 
@@ -57,6 +59,8 @@ struct Inner {
     state: Mutex<State>,
     /// The webhook's delivery counters, read at scrape time (None: no `[notify]`).
     webhook: Mutex<Option<StatsSource>>,
+    /// The HA lease keeper's status, read at scrape time (None: no `[ha]`).
+    lease: Mutex<Option<watch::Receiver<LeaseStatus>>>,
 }
 
 #[derive(Default)]
@@ -177,6 +181,7 @@ impl Metrics {
                 clock,
                 state: Mutex::new(State::default()),
                 webhook: Mutex::new(None),
+                lease: Mutex::new(None),
             }),
         }
     }
@@ -197,6 +202,25 @@ impl Metrics {
             .webhook
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(source);
+    }
+
+    /// Exposes the HA lease (`leader`, `lease_transitions_total`); a standby
+    /// is healthy without sweeping.
+    pub fn follow_lease(&self, status: watch::Receiver<LeaseStatus>) {
+        *self
+            .inner
+            .lease
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(status);
+    }
+
+    fn lease(&self) -> Option<LeaseStatus> {
+        self.inner
+            .lease
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .map(|rx| rx.borrow().clone())
     }
 
     /// Takes in one finished sweep (call it from the sweep loop's `on_sweep`).
@@ -283,8 +307,17 @@ impl Metrics {
         s.unmanageable_keys = report.unmanageable.len() as u64;
     }
 
-    /// Ok if the last sweep succeeded within two sweep intervals of now; else why not.
+    /// Ok if the last sweep succeeded within two sweep intervals of now (or,
+    /// with `[ha]`, this instance is a standby that has read the lease); else
+    /// why not.
     pub fn health(&self) -> Result<(), String> {
+        match self.lease().map(|l| l.role) {
+            Some(LeaseRole::Standby) => return Ok(()),
+            Some(LeaseRole::Starting) => {
+                return Err("the HA lease has not been read yet (Vault not reached)".into())
+            }
+            Some(LeaseRole::Holder) | None => {}
+        }
         let s = self.state();
         let Some(last) = &s.last else {
             return Err("no sweep yet".into());
@@ -454,6 +487,23 @@ impl Metrics {
         )
         .sample(&[("reason", "undelivered")], webhook.failed)
         .sample(&[("reason", "queue_full")], webhook.dropped);
+
+        if let Some(lease) = self.lease() {
+            Family::new(
+                &mut out,
+                "leader",
+                "gauge",
+                "1 while this instance holds the HA lease, else 0.",
+            )
+            .sample(&[], u8::from(lease.role == LeaseRole::Holder));
+            Family::new(
+                &mut out,
+                "lease_transitions_total",
+                "counter",
+                "Times this instance took or lost the HA lease.",
+            )
+            .sample(&[], lease.transitions);
+        }
 
         Family::new(
             &mut out,

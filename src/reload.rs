@@ -14,19 +14,22 @@
 //! patterns, the policies, the schedule, MASV's and Vault's settings and
 //! credentials, the database path. It keeps what was set up once at start: the `[log]` settings,
 //! the `/metrics` listener and the interval its health check expects (from the
-//! schedule at start), the `[notify]` webhook (URL, secret and event filter), and the instance lock, which
+//! schedule at start), the `[notify]` webhook (URL, secret and event filter),
+//! the `[ha]` lease (its instance id, ttl and Vault client), and the instance lock, which
 //! stays on the database file it was taken for. A reload does not log in to
 //! MASV first: a new password that MASV refuses shows as failed sweeps.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::app::{App, ProdEngine};
 use crate::config::{Config, Credentials};
+use crate::engine::ports::Fence;
 use crate::engine::sweep::Heartbeat;
 use crate::exit::CommandError;
 use crate::services::DbAccess;
@@ -68,9 +71,17 @@ pub struct Running {
 /// What `run` goes on with after a SIGHUP: the config at `path` and a new
 /// engine over it (calling `heartbeat` between steps), or `running` as it was
 /// if any of it is wrong.
-pub async fn reload(path: &Path, running: Running, heartbeat: Heartbeat) -> Running {
-    match load(path, heartbeat).await {
+pub async fn reload(
+    path: &Path,
+    running: Running,
+    heartbeat: Heartbeat,
+    fence: Option<Arc<dyn Fence>>,
+) -> Running {
+    match load(path, heartbeat, fence).await {
         Ok(next) => {
+            if next.config.ha != running.config.ha {
+                warn!("[ha] changed: the lease keeps its settings from the start until a restart");
+            }
             info!(cron = %next.config.schedule.cron, teams = next.config.teams.len(), "config reloaded");
             crate::plain_http::warn_opt_outs(&next.config);
             next
@@ -82,11 +93,16 @@ pub async fn reload(path: &Path, running: Running, heartbeat: Heartbeat) -> Runn
     }
 }
 
-async fn load(path: &Path, heartbeat: Heartbeat) -> Result<Running, CommandError> {
+async fn load(
+    path: &Path,
+    heartbeat: Heartbeat,
+    fence: Option<Arc<dyn Fence>>,
+) -> Result<Running, CommandError> {
     let config = Config::load(path).map_err(CommandError::usage)?;
     let credentials = Credentials::resolve(&config).map_err(CommandError::usage)?;
     let engine = App::from_config(&config, credentials, DbAccess::ReadWrite)
         .heartbeat(heartbeat)
+        .fence(fence)
         .build()
         .await?;
     Ok(Running { config, engine })

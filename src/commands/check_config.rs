@@ -1,5 +1,6 @@
 //! `check-config`: validate the file, log in to MASV, and prove the Vault
 //! credentials can write under the prefix — before a daemon is trusted with keys.
+//! With `[ha]`, also read the leader lease and say who holds it.
 //!
 //! Exit 2 when something in the config is wrong (including a wrong password or a
 //! token without write capability: both are fixed by editing configuration);
@@ -137,7 +138,42 @@ async fn check_vault(config: &Config, credentials: Credentials) -> Exit {
             config.vault.address, config.vault.mount, config.vault.path_prefix
         ),
     );
-    Exit::Success
+    match &config.ha {
+        Some(ha) => check_lease(config, &ha.instance_id, &store).await,
+        None => Exit::Success,
+    }
+}
+
+/// Reads `_leader` (this instance will take part in it).
+async fn check_lease(config: &Config, me: &str, store: &VaultStore) -> Exit {
+    let at = format!("{}/data/{}", config.vault.mount, store.lease_path());
+    match store.read_lease().await {
+        Ok(lease) => {
+            let holder = match lease {
+                Some(l) if !l.record.is_released() => format!(
+                    "held by {} until {} (fencing token {})",
+                    l.record.holder,
+                    l.record.expires_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    l.version
+                ),
+                _ => "nobody holds it".to_string(),
+            };
+            line(
+                "ha",
+                true,
+                &format!("instance {me}; lease at {at}: {holder}"),
+            );
+            Exit::Success
+        }
+        Err(e) => {
+            line("ha", false, &format!("{at}: {e}"));
+            if e.is_unreachable() {
+                Exit::Unreachable
+            } else {
+                Exit::Usage
+            }
+        }
+    }
 }
 
 fn check_database(config: &Config) -> Exit {

@@ -4,6 +4,11 @@
 //! an invalid one is rejected and the running one kept). Under systemd it reports READY=1 once the
 //! config, the database and a first MASV login are good, feeds the watchdog from
 //! the sweep loop, and publishes each sweep's summary as STATUS=.
+//!
+//! With `[ha]` it also runs the lease keeper ([`crate::lease`]): a standby is
+//! READY and healthy but does not sweep; the holder sweeps; a stop releases the
+//! lease only after the step in flight has finished, so a standby can take over
+//! at once without ever overlapping it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,12 +21,14 @@ use tracing::{error, info};
 use crate::app::App;
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::daemon::{sweep_loop, LoopHooks, SETTLE_AFTER_SWEEP};
+use crate::daemon::{sweep_loop, LeaseGate, LoopHooks, SETTLE_AFTER_SWEEP};
+use crate::engine::ports::Fence;
 use crate::engine::sweep::Heartbeat;
 use crate::engine::SweepReport;
 use crate::exit::{CommandError, CommandResult, Exit};
+use crate::lease::{LeaseKeeper, LeaseStatus, Timing};
 use crate::metrics::Metrics;
-use crate::notify::DRAIN_GRACE;
+use crate::notify::{lease_event, Notifier, DRAIN_GRACE};
 use crate::reload::{self, Running};
 use crate::services::{self, DbAccess};
 use crate::systemd::SystemdNotifier;
@@ -96,6 +103,33 @@ async fn serve_metrics(
     Ok(Some(metrics))
 }
 
+/// Tells the webhook and systemd's STATUS= of each change of the lease, until
+/// the keeper is gone.
+fn follow_lease(
+    mut status: tokio::sync::watch::Receiver<LeaseStatus>,
+    alerts: Option<Arc<Notifier>>,
+    notifier: SystemdNotifier,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut before = status.borrow_and_update().clone();
+        while status.changed().await.is_ok() {
+            let after = status.borrow_and_update().clone();
+            if let (Some(event), Some(a)) =
+                (lease_event(&before, &after, chrono::Utc::now()), &alerts)
+            {
+                a.enqueue(event);
+            }
+            if after.role != before.role || after.holder != before.holder {
+                notifier.status(&match &after.holder {
+                    Some(h) => format!("{}: the HA lease is held by {h}", after.role.as_str()),
+                    None => format!("{}: nobody holds the HA lease", after.role.as_str()),
+                });
+            }
+            before = after;
+        }
+    })
+}
+
 pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> CommandResult {
     let (config, credentials) = super::load(path, debug)?;
     let _lock = super::lock(&config)?;
@@ -129,6 +163,40 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
     if let (Some(m), Some(a)) = (&metrics, &alerts) {
         m.count_webhook(a.stats_source());
     }
+    // The lease outlives reloads and is released only once the sweeps have stopped.
+    let lease_stop = CancellationToken::new();
+    let (engine, lease, fence) = match &config.ha {
+        Some(ha) => {
+            let keeper = LeaseKeeper::new(
+                engine.secrets().clone(),
+                ha.instance_id.clone(),
+                Timing { ttl: ha.lease_ttl },
+                Arc::new(SystemClock),
+            );
+            let fence = keeper.fence();
+            if let Some(m) = &metrics {
+                m.follow_lease(keeper.subscribe());
+            }
+            let gate = LeaseGate {
+                status: keeper.subscribe(),
+                fence: fence.clone(),
+            };
+            let events = follow_lease(keeper.subscribe(), alerts.clone(), notifier.clone());
+            let keeping = tokio::spawn(keeper.run(lease_stop.clone()));
+            let fence = Arc::new(fence) as Arc<dyn Fence>;
+            info!(instance_id = %ha.instance_id, lease_ttl = ?ha.lease_ttl, "taking part in the HA lease");
+            (
+                engine.with_fence(fence.clone()),
+                Some((gate, keeping, events)),
+                Some(fence),
+            )
+        }
+        None => (engine, None, None),
+    };
+    let (gate, lease_tasks) = match lease {
+        Some((gate, keeping, events)) => (Some(gate), Some((keeping, events))),
+        None => (None, None),
+    };
     notifier.ready();
     info!(cron = %config.schedule.cron, teams = config.teams.len(), "started");
 
@@ -161,6 +229,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
                     on_idle: &on_idle,
                     idle_every,
                     settle_after: SETTLE_AFTER_SWEEP,
+                    lease: gate.clone(),
                 },
             );
             tokio::pin!(sweeping);
@@ -184,10 +253,22 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
             break;
         }
         // SIGHUP: take the new config only if it is entirely valid.
-        running = reload::reload(path, Running { config, engine }, watchdog(&notifier)).await;
+        running = reload::reload(
+            path,
+            Running { config, engine },
+            watchdog(&notifier),
+            fence.clone(),
+        )
+        .await;
         notifier.ready();
     }
     notifier.stopping();
+    if let Some((keeping, events)) = lease_tasks {
+        // Only now, with no step in flight, may a standby take over.
+        lease_stop.cancel();
+        let _ = keeping.await;
+        let _ = events.await;
+    }
     if let Some(a) = &alerts {
         a.shutdown(DRAIN_GRACE).await;
     }

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod demo;
 pub mod history;
 pub mod once;
+mod one_shot_lease;
 pub mod report;
 pub mod simulate;
 pub mod status;

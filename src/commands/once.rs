@@ -1,4 +1,6 @@
-//! `once [--dry-run]` and `rotate --team --name`: one sweep, then exit.
+//! `once [--dry-run]` and `rotate --team --name`: one sweep, then exit. With
+//! `[ha]`, a sweep that acts holds the leader lease for its length
+//! ([`super::one_shot_lease`]); a dry run changes nothing and needs no lease.
 
 use std::path::Path;
 
@@ -9,6 +11,7 @@ use crate::exit::{CommandError, CommandResult};
 use crate::notify::DRAIN_GRACE;
 use crate::services::{self, DbAccess};
 
+use super::one_shot_lease::OneShotLease;
 use super::summary;
 
 pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> CommandResult {
@@ -31,11 +34,21 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> CommandResult {
     let engine = App::from_config(&config, credentials, access)
         .build()
         .await?;
+    let (engine, lease) = match (&config.ha, &mode) {
+        (Some(ha), SweepMode::Apply | SweepMode::RotateNow(_)) => {
+            let (engine, lease) = OneShotLease::take(ha, engine).await?;
+            (engine, Some(lease))
+        }
+        _ => (engine, None),
+    };
     let alerts = match mode {
         SweepMode::DryRun => None,
         _ => services::alerts(&config, path, webhook_secret)?,
     };
     let swept = engine.sweep(&mode).await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
     if let (Ok(report), Some(a)) = (&swept, &alerts) {
         a.notify(report);
     }

@@ -1,5 +1,8 @@
-//! `status [--json]`: every managed key, from the local database (no network).
-//! The table shows names and ids from MASV [`escaped`]; `--json` is exact.
+//! `status [--json]`: every managed key, from the local database (no network),
+//! and with `[ha]` who holds the leader lease (one read of `_leader` in Vault;
+//! if Vault cannot be read the keys are still shown, with the reason).
+//! The table shows names and ids from MASV [`escaped`]; `--json` is exact:
+//! an array of keys, or with `[ha]` an object `{"lease": …, "keys": […]}`.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -61,14 +64,84 @@ pub fn table(view: &View) -> String {
     out
 }
 
+/// The lease as `status` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct LeaseView {
+    /// None: nobody holds it (never taken, or released).
+    pub holder: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The fencing token (the lease's KV version).
+    pub token: Option<u64>,
+    /// Why the lease could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+impl LeaseView {
+    fn line(&self) -> String {
+        match (&self.error, &self.holder) {
+            (Some(e), _) => format!("HA lease: unknown ({})", escaped(e)),
+            (None, Some(h)) => format!(
+                "HA lease: held by {} until {} UTC (fencing token {})",
+                escaped(h),
+                when(self.expires_at),
+                self.token.unwrap_or_default()
+            ),
+            (None, None) => "HA lease: nobody holds it".to_string(),
+        }
+    }
+}
+
+/// With `[ha]`, the lease as Vault has it now.
+async fn lease(config: &crate::config::Config) -> Option<LeaseView> {
+    config.ha.as_ref()?;
+    let unknown = |error: String| LeaseView {
+        holder: None,
+        expires_at: None,
+        token: None,
+        error: Some(error),
+    };
+    let credentials = match crate::config::Credentials::resolve(config) {
+        Ok(c) => c,
+        Err(e) => return Some(unknown(e.to_string())),
+    };
+    let settings = crate::services::vault_settings(config, credentials.vault);
+    let read = match crate::services::connect_vault(settings).await {
+        Ok(vault) => vault.read_lease().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    Some(match read {
+        Ok(Some(o)) if !o.record.is_released() => LeaseView {
+            holder: Some(o.record.holder),
+            expires_at: Some(o.record.expires_at),
+            token: Some(o.version),
+            error: None,
+        },
+        Ok(_) => LeaseView {
+            holder: None,
+            expires_at: None,
+            token: None,
+            error: None,
+        },
+        Err(e) => unknown(e),
+    })
+}
+
 pub async fn run(path: &Path, json: bool) -> CommandResult {
     let view = super::offline_view(path).await?;
+    let lease = lease(&super::load_config(path)?).await;
     if json {
         let keys: Vec<_> = view.keys().collect();
-        let text = serde_json::to_string_pretty(&keys).map_err(CommandError::failed)?;
+        let value = match &lease {
+            Some(l) => serde_json::json!({ "lease": l, "keys": keys }),
+            None => serde_json::to_value(&keys).map_err(CommandError::failed)?,
+        };
+        let text = serde_json::to_string_pretty(&value).map_err(CommandError::failed)?;
         println!("{text}");
     } else {
         print!("{}", table(&view));
+        if let Some(l) = &lease {
+            println!("{}", l.line());
+        }
     }
     Ok(Exit::Success)
 }

@@ -36,8 +36,8 @@ impl Webhook {
                     Counters::bump(&self.counters.failed);
                     warn!(
                         event = %event.kind,
-                        team_id = %event.team_id,
-                        key_name = %event.key_name,
+                        team_id = event.team_id.as_deref().unwrap_or("-"),
+                        key_name = event.key_name.as_deref().unwrap_or("-"),
                         error = %why,
                         "webhook event not delivered"
                     );

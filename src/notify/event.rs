@@ -32,11 +32,11 @@ pub enum EventKind {
     /// An active key unused for `unused_after`.
     #[serde(rename = "key.stale")]
     KeyStale,
-    /// Named so that a filter may list it; the lease does not exist yet and
-    /// nothing raises it.
+    /// With `[ha]`: this instance took the leader lease (`detail` names the
+    /// instance, its fencing token and the previous holder).
     #[serde(rename = "lease.acquired")]
     LeaseAcquired,
-    /// Named so that a filter may list it; nothing raises it yet.
+    /// With `[ha]`: this instance stopped holding the lease (`detail` says why).
     #[serde(rename = "lease.lost")]
     LeaseLost,
 }
@@ -110,9 +110,10 @@ impl Default for EventFilter {
 pub struct Event {
     pub kind: EventKind,
     pub at: DateTime<Utc>,
-    pub team_id: String,
-    /// The lineage's key name.
-    pub key_name: String,
+    /// None for an event about the instance (the lease events).
+    pub team_id: Option<String>,
+    /// The lineage's key name (None for the lease events).
+    pub key_name: Option<String>,
     pub key_id: Option<String>,
     pub previous_key_id: Option<String>,
     pub rotation_id: Option<String>,
@@ -124,8 +125,8 @@ pub struct Event {
 struct Payload<'a> {
     event: EventKind,
     at: String,
-    team_id: &'a str,
-    key_name: &'a str,
+    team_id: Option<&'a str>,
+    key_name: Option<&'a str>,
     key_id: Option<&'a str>,
     previous_key_id: Option<&'a str>,
     rotation_id: Option<&'a str>,
@@ -137,8 +138,8 @@ impl Event {
         Payload {
             event: self.kind,
             at: self.at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            team_id: &self.team_id,
-            key_name: &self.key_name,
+            team_id: self.team_id.as_deref(),
+            key_name: self.key_name.as_deref(),
             key_id: self.key_id.as_deref(),
             previous_key_id: self.previous_key_id.as_deref(),
             rotation_id: self.rotation_id.as_deref(),
@@ -173,8 +174,8 @@ mod tests {
         let event = Event {
             kind: EventKind::KeyStale,
             at,
-            team_id: "T".into(),
-            key_name: "ci-\"x\"".into(),
+            team_id: Some("T".into()),
+            key_name: Some("ci-\"x\"".into()),
             key_id: Some("K".into()),
             previous_key_id: None,
             rotation_id: None,

@@ -57,8 +57,8 @@ pub fn events_for(report: &SweepReport) -> Vec<Event> {
         events.push(Event {
             kind,
             at,
-            team_id: lineage.team_id.clone(),
-            key_name: lineage.name.clone(),
+            team_id: Some(lineage.team_id.clone()),
+            key_name: Some(lineage.name.clone()),
             key_id: ids.key_id.filter(|id| !id.is_empty()),
             previous_key_id: ids.previous_key_id,
             rotation_id: ids.rotation_id,

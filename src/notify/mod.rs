@@ -1,6 +1,7 @@
 //! Webhook events: a signed JSON POST per event of a sweep (the contract's
 //! `rotation.completed`, `rotation.failed`, `key.deactivated`, `key.deleted`,
-//! `key.expiring`, `key.stale`).
+//! `key.expiring`, `key.stale`) and, with `[ha]`, per change of the leader
+//! lease (`lease.acquired`, `lease.lost`: [`lease_event`]).
 //!
 //! The sweep must never wait on someone else's server, so [`Notifier::notify`]
 //! only turns a [`SweepReport`] into [`Event`]s ([`events_for`]: which events,
@@ -25,6 +26,7 @@
 
 mod delivery;
 mod event;
+mod from_lease;
 mod from_report;
 mod signature;
 mod stats;
@@ -41,6 +43,7 @@ use tracing::warn;
 use crate::engine::SweepReport;
 use delivery::Webhook;
 pub use event::{Event, EventFilter, EventKind};
+pub use from_lease::lease_event;
 pub use from_report::{events_for, MAX_DETAIL};
 pub use signature::{Signer, HEADER as SIGNATURE_HEADER};
 use stats::Counters;
@@ -198,7 +201,7 @@ impl Notifier {
         let mut sent = lock(&self.sent);
         let key = (
             event.kind,
-            event.team_id.clone(),
+            event.team_id.clone().unwrap_or_default(),
             event.key_id.clone().unwrap_or_default(),
         );
         if event.kind.is_standing() {

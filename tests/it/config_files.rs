@@ -52,6 +52,7 @@ fn example_documents_every_table() {
         "[log]",
         "[metrics]",
         "[notify]",
+        "[ha]",
         "[vault.approle]",
     ] {
         assert!(

@@ -44,6 +44,7 @@ async fn a_sweep_slower_than_its_interval_never_overlaps() {
         on_idle: &|| {},
         idle_every: StdDuration::from_secs(1),
         settle_after: StdDuration::from_secs(60),
+        lease: None,
     };
     let stats = sweep_loop(&engine, &cron("* * * * * *"), shutdown, hooks)
         .await
@@ -84,6 +85,7 @@ async fn freed_memory_is_given_back_once_after_each_sweep() {
         on_idle: &on_idle,
         idle_every: StdDuration::from_millis(20),
         settle_after: StdDuration::from_millis(100),
+        lease: None,
     };
     // Only the start-up sweep: the schedule's next tick is on 1 January.
     let stopper = {
