@@ -10,6 +10,7 @@ mod daemon;
 mod engine;
 mod events;
 mod fault_matrix;
+mod ha;
 mod helpers;
 mod hostile;
 mod hostile_names;

@@ -45,6 +45,48 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Like [`Daemon::start`], with its log (stderr) appended to `log`.
+    pub fn start_logging(config: &Path, log: &Path) -> Daemon {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
+            .env_remove("MASV_KEY_ROTATOR_CONFIG")
+            .args(["--config", config.to_str().unwrap(), "run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Daemon { child: Some(child) }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// CPU time (user + system) the process has used so far, from /proc.
+    pub fn cpu_time(&self) -> std::time::Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name's closing parenthesis: utime is the 12th, stime the 13th.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // USER_HZ is 100 on Linux.
+        std::time::Duration::from_millis(ticks * 10)
+    }
+
+    /// `kill -9`, and waits until it is gone.
+    pub async fn kill9(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+    }
+
     pub fn start(config: &Path) -> Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
             .env_remove("MASV_KEY_ROTATOR_CONFIG")
