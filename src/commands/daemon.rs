@@ -20,7 +20,7 @@ use crate::daemon::{sweep_loop, LoopHooks, SETTLE_AFTER_SWEEP};
 use crate::engine::sweep::Heartbeat;
 use crate::engine::SweepReport;
 use crate::exit::{CommandError, CommandResult, Exit};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, DEFAULT_LIVE_WINDOW};
 use crate::notify::DRAIN_GRACE;
 use crate::reload::{self, Running};
 use crate::services::{self, DbAccess};
@@ -41,10 +41,16 @@ fn watch_stop_signals(shutdown: CancellationToken) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Feeds the systemd watchdog between sweep steps.
-fn watchdog(notifier: &SystemdNotifier) -> Heartbeat {
+/// Feeds the systemd watchdog between sweep steps, and `/livez` with it.
+fn watchdog(notifier: &SystemdNotifier, metrics: &Option<Metrics>) -> Heartbeat {
     let beat = notifier.clone();
-    Arc::new(move || beat.watchdog())
+    let live = metrics.clone();
+    Arc::new(move || {
+        beat.watchdog();
+        if let Some(m) = &live {
+            m.beat();
+        }
+    })
 }
 
 fn summary(report: &SweepReport) -> String {
@@ -65,22 +71,33 @@ fn summary(report: &SweepReport) -> String {
     )
 }
 
-/// Serves /metrics and /healthz on `[metrics] listen` until `shutdown`, if the
-/// config asks for it.
-async fn serve_metrics(
-    config: &Config,
-    path: &Path,
-    shutdown: CancellationToken,
-) -> Result<Option<Metrics>, CommandError> {
-    let Some(mc) = &config.metrics else {
-        return Ok(None);
-    };
+/// The `[metrics]` state, if the config asks for it: `/livez` fails after the
+/// systemd watchdog interval (or [`DEFAULT_LIVE_WINDOW`]) without a sign of life.
+fn metrics_for(config: &Config, notifier: &SystemdNotifier) -> Option<Metrics> {
+    config.metrics.as_ref()?;
     let interval = config
         .schedule
         .cron
         .interval_after(chrono::Utc::now())
         .unwrap_or(Duration::from_secs(300));
-    let metrics = Metrics::new(interval, Arc::new(SystemClock));
+    let live_window = notifier.watchdog_interval().unwrap_or(DEFAULT_LIVE_WINDOW);
+    Some(Metrics::with_live_window(
+        interval,
+        live_window,
+        Arc::new(SystemClock),
+    ))
+}
+
+/// Serves /metrics, /livez and /healthz on `[metrics] listen` until `shutdown`.
+async fn serve_metrics(
+    config: &Config,
+    path: &Path,
+    metrics: &Option<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), CommandError> {
+    let (Some(mc), Some(metrics)) = (&config.metrics, metrics) else {
+        return Ok(());
+    };
     let listener = tokio::net::TcpListener::bind(mc.listen)
         .await
         .map_err(|e| {
@@ -92,8 +109,8 @@ async fn serve_metrics(
         })?;
     let served = metrics.clone();
     tokio::spawn(async move { served.serve(listener, shutdown).await });
-    info!(listen = %mc.listen, "serving /metrics and /healthz");
-    Ok(Some(metrics))
+    info!(listen = %mc.listen, "serving /metrics, /livez and /healthz");
+    Ok(())
 }
 
 pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> CommandResult {
@@ -103,9 +120,10 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
         .and_then(|()| reload::listen(shutdown.clone()))
         .map_err(|e| CommandError::failed(format_args!("cannot install signal handlers: {e}")))?;
     let notifier = SystemdNotifier::from_env();
+    let metrics = metrics_for(&config, &notifier);
     let webhook_secret = credentials.webhook_secret.clone();
     let engine = App::from_config(&config, credentials, DbAccess::ReadWrite)
-        .heartbeat(watchdog(&notifier))
+        .heartbeat(watchdog(&notifier, &metrics))
         .build()
         .await?;
     // READY only once MASV accepts us: a daemon that cannot log in is not ready.
@@ -122,9 +140,9 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
             format_args!("first MASV login failed: {e}"),
         ));
     }
-    // Optional /metrics + /healthz and webhook events; they live across reloads
-    // (a changed [metrics] listen address or [notify] table needs a restart).
-    let metrics = serve_metrics(&config, path, shutdown.clone()).await?;
+    // Optional /metrics, /livez, /healthz and webhook events; they live across
+    // reloads (a changed [metrics] listen address or [notify] table needs a restart).
+    serve_metrics(&config, path, &metrics, shutdown.clone()).await?;
     let alerts = services::alerts(&config, path, webhook_secret)?.map(Arc::new);
     if let (Some(m), Some(a)) = (&metrics, &alerts) {
         m.count_webhook(a.stats_source());
@@ -148,8 +166,8 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
                 a.notify(report);
             }
         };
-        let idle = notifier.clone();
-        let on_idle = move || idle.watchdog();
+        let beat = watchdog(&notifier, &metrics);
+        let on_idle = move || beat();
         let idle_every = notifier.ping_every().unwrap_or(Duration::from_secs(30));
         {
             let sweeping = sweep_loop(
@@ -184,7 +202,12 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
             break;
         }
         // SIGHUP: take the new config only if it is entirely valid.
-        running = reload::reload(path, Running { config, engine }, watchdog(&notifier)).await;
+        running = reload::reload(
+            path,
+            Running { config, engine },
+            watchdog(&notifier, &metrics),
+        )
+        .await;
         notifier.ready();
     }
     notifier.stopping();

@@ -457,11 +457,7 @@ async fn a_second_instance_on_the_same_database_is_refused() {
 async fn run_serves_metrics_and_healthz_after_a_sweep() {
     let w = World::new().await;
     w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = w.write_config(&format!(
         "\n[schedule]\ncron = \"0 0 * * * *\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
     ));
@@ -623,4 +619,50 @@ async fn a_database_readable_by_others_gets_a_warning_naming_the_chmod() {
         "{err}"
     );
     assert_eq!(mode_of(&w.db_path), 0o644, "warned, not changed");
+}
+
+/// A loopback port nothing listens on (for `[metrics] listen`).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One lineage failing: `/healthz` (for alerting) is 503 with the reason, while
+/// `/livez` (for a liveness probe) stays 200: nothing to restart over.
+#[tokio::test]
+async fn livez_is_200_while_healthz_is_503_for_a_failing_lineage() {
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+    let port = free_port();
+    // A read-only Vault token: the rotation cannot store its secret and fails.
+    let ro = w.vault.read_only_token().await;
+    let metrics = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    let config = w.write_config_with(
+        crate::helpers::world::PASSWORD,
+        &ro,
+        &w.vault.address.clone(),
+        &format!("\n[schedule]\ncron = \"0 0 * * * *\"\n\n{metrics}"),
+    );
+    let daemon = Daemon::start(&config, &[]);
+    daemon.wait_for_log("sweep finished").await;
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, body) = get("/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("action(s) failed"), "{body}");
+    assert_eq!(get("/livez").await, (200, "alive\n".to_string()));
+    assert_eq!(daemon.stop().await, Some(0));
 }
