@@ -27,7 +27,7 @@ use crate::services::{self, DbAccess};
 use crate::systemd::SystemdNotifier;
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.
-fn watch_stop_signals(shutdown: CancellationToken) -> std::io::Result<()> {
+pub(crate) fn watch_stop_signals(shutdown: CancellationToken) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::spawn(async move {

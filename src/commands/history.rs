@@ -1,9 +1,20 @@
-//! `history [--key ID] [--since DUR] [--json] [--verify]`: the audit log.
+//! `history [--key ID] [--since DUR] [--json] [--verify] [--follow]`: the audit log.
 //! The table shows key names, ids and details [`escaped`]; `--json` is exact.
+//!
+//! `--follow` is for shipping the log (a SIEM, a `journalctl -f`-style tail):
+//! the rows that match, then each new one as it is committed, until SIGTERM or
+//! SIGINT (exit 0) or until the reader goes away (a closed pipe, exit 0). With
+//! `--json` each row is one JSON object on its own line, so a shipper needs no
+//! JSON-array framing. It reads the database read-only, on from the last row
+//! it printed, every [`FOLLOW_POLL`]: SQLite has no change notification across
+//! processes, and a poll of an indexed `id > ?` costs next to nothing.
 
 use std::fmt::Write;
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::escape::escaped;
 use crate::exit::{CommandError, CommandResult, Exit};
@@ -14,7 +25,14 @@ pub struct HistoryArgs {
     pub since: Option<Duration>,
     pub json: bool,
     pub verify: bool,
+    pub follow: bool,
 }
+
+/// How often `--follow` looks for new rows.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(500);
+
+/// The most rows `--follow` reads at once.
+const FOLLOW_BATCH: u32 = 1000;
 
 pub fn table(rows: &[AuditRow]) -> String {
     let mut out = String::new();
@@ -23,6 +41,13 @@ pub fn table(rows: &[AuditRow]) -> String {
         "{:>6} {:<24} {:<14} {:<7} {:<28} {:<26} DETAIL",
         "ID", "AT", "ACTION", "OUTCOME", "LINEAGE", "KEY"
     );
+    out.push_str(&table_rows(rows));
+    out
+}
+
+/// The table's lines for `rows`, without the header.
+fn table_rows(rows: &[AuditRow]) -> String {
+    let mut out = String::new();
     for r in rows {
         let _ = writeln!(
             out,
@@ -39,7 +64,8 @@ pub fn table(rows: &[AuditRow]) -> String {
     out
 }
 
-pub async fn run(path: &Path, args: HistoryArgs) -> CommandResult {
+#[tracing::instrument(skip_all, fields(follow = args.follow, verify = args.verify))]
+pub async fn run(path: &Path, args: HistoryArgs, shutdown: CancellationToken) -> CommandResult {
     let config = super::load_config(path)?;
     let store = Store::open_read_only(&config.database.path)
         .await
@@ -68,11 +94,18 @@ pub async fn run(path: &Path, args: HistoryArgs) -> CommandResult {
         None => None,
     };
     let filter = AuditFilter {
+        after_id: None,
         key_id: args.key,
         since,
         rotation_id: None,
         limit: None,
     };
+    if args.follow {
+        super::daemon::watch_stop_signals(shutdown.clone()).map_err(|e| {
+            CommandError::failed(format_args!("cannot install signal handlers: {e}"))
+        })?;
+        return follow(&store, filter, args.json, &shutdown).await;
+    }
     let rows = store.audit(&filter).await.map_err(CommandError::failed)?;
     if args.json {
         let text = serde_json::to_string_pretty(&rows).map_err(CommandError::failed)?;
@@ -81,6 +114,65 @@ pub async fn run(path: &Path, args: HistoryArgs) -> CommandResult {
         print!("{}", table(&rows));
     }
     Ok(Exit::Success)
+}
+
+/// The rows matching `filter`, then each new one, until `shutdown` or until
+/// stdout is closed.
+async fn follow(
+    store: &Store,
+    mut filter: AuditFilter,
+    json: bool,
+    shutdown: &CancellationToken,
+) -> CommandResult {
+    filter.limit = Some(FOLLOW_BATCH);
+    if !json && emit(&table(&[])).is_err() {
+        return Ok(Exit::Success);
+    }
+    loop {
+        let rows = store
+            .audit(&filter)
+            .await
+            .map_err(|e| CommandError::failed(format_args!("history --follow: {e}")))?;
+        let text = if json {
+            json_lines(&rows).map_err(CommandError::failed)?
+        } else {
+            table_rows(&rows)
+        };
+        if emit(&text).is_err() {
+            // The reader went away (a closed pipe): nothing left to follow for.
+            return Ok(Exit::Success);
+        }
+        if let Some(last) = rows.last() {
+            filter.after_id = Some(last.id);
+        }
+        if rows.len() as u32 == FOLLOW_BATCH {
+            continue;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(Exit::Success),
+            () = tokio::time::sleep(FOLLOW_POLL) => {}
+        }
+    }
+}
+
+/// One JSON object per row, one row per line.
+fn json_lines(rows: &[AuditRow]) -> Result<String, serde_json::Error> {
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&serde_json::to_string(r)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Writes and flushes `text` to stdout (an error: the reader is gone).
+fn emit(text: &str) -> std::io::Result<()> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }
 
 #[cfg(test)]

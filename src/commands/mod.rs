@@ -56,6 +56,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> CommandResult {
             since,
             json,
             verify,
+            follow,
         } => {
             history::run(
                 &path,
@@ -64,7 +65,9 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> CommandResult {
                     since,
                     json,
                     verify,
+                    follow,
                 },
+                shutdown,
             )
             .await
         }

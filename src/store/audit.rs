@@ -49,6 +49,8 @@ pub struct AuditRow {
 /// Which rows to read.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
+    /// Only rows after this id (`history --follow` reads on from its last row).
+    pub after_id: Option<i64>,
     pub key_id: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub rotation_id: Option<String>,
@@ -230,6 +232,9 @@ pub(crate) async fn read(
     filter: &AuditFilter,
 ) -> Result<Vec<AuditRow>, StoreError> {
     let mut sql = String::from("SELECT * FROM audit_log WHERE 1 = 1");
+    if filter.after_id.is_some() {
+        sql.push_str(" AND id > ?");
+    }
     if filter.key_id.is_some() {
         sql.push_str(" AND key_id = ?");
     }
@@ -244,6 +249,9 @@ pub(crate) async fn read(
         sql.push_str(" LIMIT ?");
     }
     let mut q = sqlx::query(&sql);
+    if let Some(after) = filter.after_id {
+        q = q.bind(after);
+    }
     if let Some(k) = &filter.key_id {
         q = q.bind(k);
     }
