@@ -3,7 +3,8 @@
 //! [`DRAIN_GRACE`], exit 0); SIGHUP re-reads the config ([`crate::reload`]:
 //! an invalid one is rejected and the running one kept). Under systemd it reports READY=1 once the
 //! config, the database and a first MASV login are good, feeds the watchdog from
-//! the sweep loop, and publishes each sweep's summary as STATUS=.
+//! the sweep loop, and publishes each sweep's summary as STATUS=. After each
+//! sweep the audit log's head is anchored in Vault ([`crate::anchor`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -122,10 +123,17 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
     let notifier = SystemdNotifier::from_env();
     let metrics = metrics_for(&config, &notifier);
     let webhook_secret = credentials.webhook_secret.clone();
+    let store = services::open_store(&config.database.path).await?;
     let engine = App::from_config(&config, credentials, DbAccess::ReadWrite)
+        .store(store.clone())
         .heartbeat(watchdog(&notifier, &metrics))
         .build()
         .await?;
+    let mut anchorer = Arc::new(services::anchorer(
+        &config,
+        store.clone(),
+        engine.secrets().clone(),
+    )?);
     // READY only once MASV accepts us: a daemon that cannot log in is not ready.
     if let Err(e) = engine.keys().login().await {
         // Only a rejected login is a configuration problem; anything else (rate
@@ -157,7 +165,16 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
         let engine = engine.with_shutdown(round.clone());
         let status = notifier.clone();
         let (sweep_metrics, sweep_alerts) = (metrics.clone(), alerts.clone());
+        let sweep_anchor = anchorer.clone();
         let mut on_sweep = move |report: &SweepReport| {
+            // Off the loop: a slow Vault delays the anchor, never the next sweep
+            // (the anchor may lag the log; it never leads it).
+            let anchor = sweep_anchor.clone();
+            tokio::spawn(async move {
+                if let Err(e) = anchor.advance().await {
+                    error!(error = %e, "the audit log's head was not anchored in Vault");
+                }
+            });
             status.status(&summary(report));
             if let Some(m) = &sweep_metrics {
                 m.record_sweep(report);
@@ -208,6 +225,15 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
             watchdog(&notifier, &metrics),
         )
         .await;
+        // The anchor follows the reloaded Vault settings (a new token, say).
+        match services::anchorer(
+            &running.config,
+            store.clone(),
+            running.engine.secrets().clone(),
+        ) {
+            Ok(a) => anchorer = Arc::new(a),
+            Err(e) => error!(error = %e, "audit anchor: keeping the previous settings"),
+        }
         notifier.ready();
     }
     notifier.stopping();

@@ -1,6 +1,11 @@
 //! `history [--key ID] [--since DUR] [--json] [--verify] [--follow]`: the audit log.
 //! The table shows key names, ids and details [`escaped`]; `--json` is exact.
 //!
+//! `--verify` checks the hash chain, then that the log contains the head
+//! anchored in Vault at `_audit/<instance_id>` and reaches its row count
+//! ([`crate::anchor`]): a dropped tail, a rewritten chain or an older copy of
+//! the database passes the first check but not the second.
+//!
 //! `--follow` is for shipping the log (a SIEM, a `journalctl -f`-style tail):
 //! the rows that match, then each new one as it is committed, until SIGTERM or
 //! SIGINT (exit 0) or until the reader goes away (a closed pipe, exit 0). With
@@ -16,9 +21,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::anchor::{self, AnchorVerdict};
+use crate::config::{Config, Credentials};
 use crate::escape::escaped;
 use crate::exit::{CommandError, CommandResult, Exit};
+use crate::services;
 use crate::store::{AuditFilter, AuditRow, ChainReport, Store};
+use crate::vault::VaultError;
 
 pub struct HistoryArgs {
     pub key: Option<String>,
@@ -71,22 +80,7 @@ pub async fn run(path: &Path, args: HistoryArgs, shutdown: CancellationToken) ->
         .await
         .map_err(|e| CommandError::new(e.exit(), format_args!("database.path: {e}")))?;
     if args.verify {
-        return match store.verify_chain().await.map_err(CommandError::failed)? {
-            ChainReport::Intact { rows } => {
-                println!("audit log intact: {rows} rows, hash chain verified");
-                Ok(Exit::Success)
-            }
-            ChainReport::Broken {
-                first_bad_id,
-                reason,
-            } => {
-                println!(
-                    "audit log BROKEN at row {first_bad_id}: {}",
-                    escaped(reason)
-                );
-                Ok(Exit::ActionFailed)
-            }
-        };
+        return verify(&config, &store).await;
     }
     let since = match args.since.map(chrono::Duration::from_std) {
         Some(Ok(d)) => Some(chrono::Utc::now() - d),
@@ -114,6 +108,91 @@ pub async fn run(path: &Path, args: HistoryArgs, shutdown: CancellationToken) ->
         print!("{}", table(&rows));
     }
     Ok(Exit::Success)
+}
+
+/// `--verify`: the local chain, then the anchored head in Vault. Exit 1 when
+/// either does not match; 3 (having printed the local result) when Vault
+/// cannot be reached; 0 with a note when no anchor was written yet.
+async fn verify(config: &Config, store: &Store) -> CommandResult {
+    let rows = match store.verify_chain().await.map_err(CommandError::failed)? {
+        ChainReport::Intact { rows } => {
+            println!("audit log intact: {rows} rows, hash chain verified");
+            rows
+        }
+        ChainReport::Broken {
+            first_bad_id,
+            reason,
+        } => {
+            println!(
+                "audit log BROKEN at row {first_bad_id}: {}",
+                escaped(reason)
+            );
+            return Ok(Exit::ActionFailed);
+        }
+    };
+    let instance = config
+        .instance_id()
+        .map_err(|e| CommandError::usage(format!("{}: {e}", config.source.display())))?;
+    let credentials = Credentials::resolve(config).map_err(CommandError::usage)?;
+    let vault = services::connect_vault(services::vault_settings(config, credentials.vault))
+        .await
+        .map_err(|e| {
+            CommandError::new(
+                e.exit(),
+                format!("{}; only the local chain was checked", e.message()),
+            )
+        })?;
+    let location = vault.anchor_location(&instance);
+    let observed = match vault.read_anchor(&instance).await {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!(
+                "no audit anchor at {location} yet: only the local chain was checked (the daemon writes it after its first sweep that writes rows)"
+            );
+            return Ok(Exit::Success);
+        }
+        Err(e) => {
+            let exit = match &e {
+                e if e.is_unreachable() => Exit::Unreachable,
+                VaultError::PermissionDenied { .. } | VaultError::Auth { .. } => Exit::Usage,
+                // A malformed anchor is one somebody wrote by hand.
+                _ => Exit::ActionFailed,
+            };
+            return Err(CommandError::new(
+                exit,
+                format!("cannot read the audit anchor: {e}; only the local chain was checked"),
+            ));
+        }
+    };
+    let anchor = &observed.anchor;
+    let stored = store
+        .audit_hash(anchor.id)
+        .await
+        .map_err(CommandError::failed)?;
+    match anchor::compare(rows, stored.as_deref(), anchor) {
+        AnchorVerdict::Contains { lag } => {
+            let behind = if lag == 0 {
+                String::new()
+            } else {
+                format!(
+                    "; the {lag} newer row(s) are not anchored yet (written since the last anchor)"
+                )
+            };
+            println!(
+                "audit anchor matches: the log contains row {} of {location} (version {}){behind}",
+                anchor.id, observed.version
+            );
+            Ok(Exit::Success)
+        }
+        AnchorVerdict::Mismatch { reason } => {
+            println!(
+                "audit log does NOT match its anchor at {location} (version {}): {}",
+                observed.version,
+                escaped(reason)
+            );
+            Ok(Exit::ActionFailed)
+        }
+    }
 }
 
 /// The rows matching `filter`, then each new one, until `shutdown` or until

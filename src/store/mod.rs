@@ -26,7 +26,9 @@ use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
 use crate::state_files;
 use audit::ChainHead;
-pub use audit::{AuditAction, AuditFilter, AuditRow, ChainReport, NewAuditEntry, Outcome};
+pub use audit::{
+    row_hash_of, AuditAction, AuditFilter, AuditRow, ChainReport, NewAuditEntry, Outcome,
+};
 pub use error::StoreError;
 pub use records::Records;
 
@@ -406,6 +408,25 @@ impl Store {
     /// Checks the whole hash chain.
     pub async fn verify_chain(&self) -> Result<ChainReport, StoreError> {
         audit::verify(&self.pool).await
+    }
+
+    /// The chain after row `start.0`, whose hash is `start.1` (None: the whole
+    /// chain, as [`Store::verify_chain`]).
+    pub async fn verify_chain_after(
+        &self,
+        start: Option<(i64, &str)>,
+    ) -> Result<ChainReport, StoreError> {
+        audit::verify_after(&self.pool, start).await
+    }
+
+    /// The committed chain head: last row id, its hash, the row count (None: no rows).
+    pub async fn chain_head(&self) -> Result<Option<(i64, String, u64)>, StoreError> {
+        audit::head(&self.pool).await
+    }
+
+    /// The hash stored on audit row `id`, if the row exists.
+    pub async fn audit_hash(&self, id: i64) -> Result<Option<String>, StoreError> {
+        audit::hash_of(&self.pool, id).await
     }
 
     /// `PRAGMA integrity_check`.

@@ -5,6 +5,7 @@ use std::process::Output;
 use chrono::Duration;
 use serde_json::Value;
 
+use crate::helpers::audit_entry;
 use crate::helpers::bin::run;
 use crate::helpers::world::{World, TEAM};
 
@@ -177,21 +178,6 @@ impl Follower {
     }
 }
 
-fn new_row(key_id: &str, detail: &str) -> masv_key_rotator::store::NewAuditEntry {
-    use masv_key_rotator::store::{AuditAction, NewAuditEntry, Outcome};
-    NewAuditEntry {
-        at: chrono::Utc::now(),
-        team_id: Some(TEAM.into()),
-        key_id: Some(key_id.into()),
-        key_name: Some("ci-build".into()),
-        action: AuditAction::Deactivate,
-        outcome: Outcome::Ok,
-        detail: detail.into(),
-        rotation_id: None,
-        lease_token: None,
-    }
-}
-
 /// `--json --follow`: the rows there, then each new row as one JSON line, with
 /// `--key` applied to new rows too; the table form follows as well; SIGTERM
 /// ends it with exit 0.
@@ -204,10 +190,16 @@ async fn history_follow_streams_new_rows_as_json_lines_until_sigterm() {
     assert_eq!(all.lines(10).await.len(), 10, "the rows already there");
     table.lines(11).await;
     w.store
-        .append(new_row(&old, "a line with \"quotes\"\nand a newline"))
+        .append(audit_entry(
+            Some(&old),
+            "a line with \"quotes\"\nand a newline",
+        ))
         .await
         .unwrap();
-    w.store.append(new_row(&current, "second")).await.unwrap();
+    w.store
+        .append(audit_entry(Some(&current), "second"))
+        .await
+        .unwrap();
     let lines = all.lines(12).await;
     let rows: Vec<Value> = lines
         .iter()
@@ -254,7 +246,7 @@ async fn history_follow_ends_when_its_reader_goes_away() {
     // Nothing matches `--key none` until this row: the write of it (whether the
     // follower reads it first or later) finds the pipe closed.
     w.store
-        .append(new_row("none", "nobody reads this"))
+        .append(audit_entry(Some("none"), "nobody reads this"))
         .await
         .unwrap();
     assert_eq!(follower.exited().await, Some(0));
