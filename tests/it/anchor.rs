@@ -320,3 +320,62 @@ async fn a_malformed_or_unreadable_anchor_is_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", out(&o));
     assert!(out(&o).contains("permission denied"), "{}", out(&o));
 }
+
+/// Someone else moved the anchor since this process last wrote it: the
+/// check-and-set fails, the anchor is read again and written over that
+/// version, once; a log that does not continue what they wrote is refused.
+#[tokio::test]
+async fn a_conflicting_anchor_write_is_read_again_and_judged() {
+    use masv_key_rotator::anchor::{Advanced, AnchorError, Anchorer};
+    let (w, _config) = anchored().await;
+    let vault = w.vault.store().await;
+    let anchorer = Anchorer::new(w.store.clone(), vault.clone(), "node-x".into());
+    let Advanced::Moved {
+        id: 10,
+        version: v1,
+    } = anchorer.advance().await.unwrap()
+    else {
+        panic!("the first anchor of node-x")
+    };
+    assert_eq!(anchorer.advance().await.unwrap(), Advanced::Unchanged);
+    // Another writer rewrites the same head: a new version behind our back.
+    let same = vault.read_anchor("node-x").await.unwrap().unwrap();
+    let v2 = vault
+        .write_anchor("node-x", &same.anchor, v1)
+        .await
+        .unwrap();
+    w.store
+        .append(audit_entry(None, "after the foreign write"))
+        .await
+        .unwrap();
+    assert_eq!(
+        anchorer.advance().await.unwrap(),
+        Advanced::Moved {
+            id: 11,
+            version: v2 + 1
+        }
+    );
+    // A foreign anchor that this log does not contain: refused, left alone.
+    let mut foreign = vault.read_anchor("node-x").await.unwrap().unwrap();
+    foreign.anchor.hash = "f".repeat(64);
+    vault
+        .write_anchor("node-x", &foreign.anchor, foreign.version)
+        .await
+        .unwrap();
+    w.store.append(audit_entry(None, "one more")).await.unwrap();
+    let e = anchorer.advance().await.unwrap_err();
+    assert!(
+        matches!(&e, AnchorError::Mismatch { reason, .. } if reason.contains("row 11's hash is") && reason.contains("rewritten")),
+        "{e}"
+    );
+    assert_eq!(
+        vault
+            .read_anchor("node-x")
+            .await
+            .unwrap()
+            .unwrap()
+            .anchor
+            .hash,
+        "f".repeat(64)
+    );
+}
