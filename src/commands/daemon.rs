@@ -158,6 +158,8 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
     notifier.ready();
     info!(cron = %config.schedule.cron, teams = config.teams.len(), "started");
 
+    // The latest sweep's anchor write, awaited (bounded) before exit.
+    let anchoring: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
     let mut running = Running { config, engine };
     loop {
         let round = shutdown.child_token();
@@ -165,16 +167,20 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
         let engine = engine.with_shutdown(round.clone());
         let status = notifier.clone();
         let (sweep_metrics, sweep_alerts) = (metrics.clone(), alerts.clone());
-        let sweep_anchor = anchorer.clone();
+        let (sweep_anchor, sweep_anchoring) = (anchorer.clone(), anchoring.clone());
         let mut on_sweep = move |report: &SweepReport| {
             // Off the loop: a slow Vault delays the anchor, never the next sweep
-            // (the anchor may lag the log; it never leads it).
+            // (the anchor may lag the log; it never leads it). Writes queue on
+            // the anchorer's lock; only the latest is awaited at exit.
             let anchor = sweep_anchor.clone();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 if let Err(e) = anchor.advance().await {
                     error!(error = %e, "the audit log's head was not anchored in Vault");
                 }
             });
+            *sweep_anchoring
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(task);
             status.status(&summary(report));
             if let Some(m) = &sweep_metrics {
                 m.record_sweep(report);
@@ -237,6 +243,15 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
         notifier.ready();
     }
     notifier.stopping();
+    let last_anchor = anchoring
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    if let Some(task) = last_anchor {
+        if tokio::time::timeout(DRAIN_GRACE, task).await.is_err() {
+            error!("the last sweep's audit anchor write did not finish in time: the anchor lags the log until the next start");
+        }
+    }
     if let Some(a) = &alerts {
         a.shutdown(DRAIN_GRACE).await;
     }

@@ -379,3 +379,33 @@ async fn a_conflicting_anchor_write_is_read_again_and_judged() {
         "f".repeat(64)
     );
 }
+
+/// `run` anchors after its sweep, and a SIGTERM right after the sweep still
+/// leaves the anchor at the log's head (the write is awaited before exit).
+#[tokio::test]
+async fn run_anchors_after_its_sweep_and_before_it_stops() {
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(100), Some(Duration::days(2)));
+    let config = w.write_config("\n[schedule]\ncron = \"0 0 * * * *\"\n");
+    let daemon = bin::Daemon::start(&config);
+    // The sweep's rows: adopted (create, stage, activate, verify, promote).
+    let started = std::time::Instant::now();
+    while w.audit().await.len() < 5 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "no sweep"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(daemon.stop().await.success());
+    let rows = w.audit().await;
+    let a = anchor_of(&w, &host_name().unwrap())
+        .await
+        .expect("anchored before exit");
+    assert_eq!(
+        (a.anchor.id, a.anchor.hash.as_str()),
+        (rows.len() as i64, rows.last().unwrap().hash.as_str())
+    );
+    let o = verify(&config).await;
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+}
