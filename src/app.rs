@@ -98,6 +98,12 @@ impl App {
         )
     }
 
+    /// Use `store`, opened by the caller (who goes on using it), for the records.
+    pub fn store(mut self, store: Store) -> Self {
+        self.records = RecordsSource::Opened(store);
+        self
+    }
+
     /// Tell the time by `clock` instead of the system's.
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;

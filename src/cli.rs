@@ -59,8 +59,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Check the hash chain and name the first bad row.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "follow")]
         verify: bool,
+        /// Keep running and print new rows as they are written (with --json: one
+        /// JSON object per line), until SIGTERM or SIGINT.
+        #[arg(long)]
+        follow: bool,
     },
     /// Compliance evidence per lineage.
     Report {

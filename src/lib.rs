@@ -5,6 +5,7 @@
 //! drive every command in-process with their own clock, simulator and shutdown token.
 #![forbid(unsafe_code)]
 
+pub mod anchor;
 pub mod app;
 pub mod bounded_body;
 pub mod cli;

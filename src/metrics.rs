@@ -1,4 +1,13 @@
-//! `/metrics` (Prometheus text exposition) and `/healthz` for the daemon.
+//! `/metrics` (Prometheus text exposition), `/livez` and `/healthz` for the daemon.
+//!
+//! `/livez` and `/healthz` answer two questions. `/livez` asks whether the
+//! process and its sweep loop are alive: the loop calls [`Metrics::beat`] while
+//! idle and between sweep steps (where it feeds the systemd watchdog), and
+//! `/livez` fails only once no beat has come for the watchdog interval, the same
+//! verdict systemd's watchdog reaches. A restart helps only then, so that is the
+//! liveness probe. `/healthz` asks whether the last sweep succeeded and is
+//! recent: one bad key fails it, and a restart would not mend that key, so it is
+//! for alerting.
 //!
 //! The sweep loop hands every [`SweepReport`] to [`Metrics::record_sweep`]; the
 //! HTTP side only ever reads the numbers kept here, so a scrape never touches
@@ -45,6 +54,10 @@ pub const PREFIX: &str = "masv_key_rotator_";
 /// The content type of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// How long the sweep loop may go without a sign of life before `/livez`
+/// fails, when systemd sets no watchdog: the unit's `WatchdogSec=`.
+pub const DEFAULT_LIVE_WINDOW: Duration = Duration::from_secs(120);
+
 const ROLES: [&str; 5] = ["current", "retiring", "incoming", "orphan", "other"];
 
 /// What the daemon exposes; cheap to clone (one shared state).
@@ -55,7 +68,11 @@ pub struct Metrics {
 
 struct Inner {
     sweep_interval: Duration,
+    /// `/livez` fails once the loop has not beaten for this long.
+    live_window: Duration,
     clock: SharedClock,
+    /// When the sweep loop last showed a sign of life (see [`Metrics::beat`]).
+    last_beat: Mutex<DateTime<Utc>>,
     state: Mutex<State>,
     /// The webhook's delivery counters, read at scrape time (None: no `[notify]`).
     webhook: Mutex<Option<StatsSource>>,
@@ -174,10 +191,24 @@ impl<'a> Family<'a> {
 impl Metrics {
     /// `sweep_interval` is the schedule's period: `/healthz` fails once the last
     /// successful sweep is more than two intervals old.
+    /// `/livez` fails after [`DEFAULT_LIVE_WINDOW`] without a [`Metrics::beat`].
     pub fn new(sweep_interval: Duration, clock: SharedClock) -> Self {
+        Self::with_live_window(sweep_interval, DEFAULT_LIVE_WINDOW, clock)
+    }
+
+    /// As [`Metrics::new`]; `/livez` fails once the sweep loop has not called
+    /// [`Metrics::beat`] for `live_window` (the systemd watchdog interval).
+    pub fn with_live_window(
+        sweep_interval: Duration,
+        live_window: Duration,
+        clock: SharedClock,
+    ) -> Self {
+        let started = clock.now();
         Metrics {
             inner: Arc::new(Inner {
                 sweep_interval,
+                live_window,
+                last_beat: Mutex::new(started),
                 clock,
                 state: Mutex::new(State::default()),
                 webhook: Mutex::new(None),
@@ -305,6 +336,36 @@ impl Metrics {
         s.managed_keys = report.managed_keys as u64;
         s.unmanaged_keys = report.unmanaged_keys as u64;
         s.unmanageable_keys = report.unmanageable.len() as u64;
+    }
+
+    /// A sign of life from the sweep loop (idle ticks, between sweep steps).
+    pub fn beat(&self) {
+        let now = self.inner.clock.now();
+        *self
+            .inner
+            .last_beat
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = now;
+    }
+
+    /// Ok while the sweep loop has beaten within the live window; else why not.
+    pub fn liveness(&self) -> Result<(), String> {
+        let last = *self
+            .inner
+            .last_beat
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let quiet = self.inner.clock.now() - last;
+        let limit =
+            chrono::Duration::from_std(self.inner.live_window).unwrap_or(chrono::Duration::MAX);
+        if quiet > limit {
+            return Err(format!(
+                "sweep loop stuck: no sign of life for {}s, more than the watchdog interval ({}s)",
+                quiet.num_seconds(),
+                limit.num_seconds()
+            ));
+        }
+        Ok(())
     }
 
     /// Ok if the last sweep succeeded within two sweep intervals of now (or,
@@ -515,10 +576,11 @@ impl Metrics {
         out
     }
 
-    /// `/metrics` and `/healthz`.
+    /// `/metrics`, `/livez` and `/healthz`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/metrics", get(metrics_handler))
+            .route("/livez", get(livez_handler))
             .route("/healthz", get(healthz_handler))
             .with_state(self.clone())
     }
@@ -542,6 +604,13 @@ impl Metrics {
 
 async fn metrics_handler(Extract(m): Extract<Metrics>) -> Response {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.render()).into_response()
+}
+
+async fn livez_handler(Extract(m): Extract<Metrics>) -> Response {
+    match m.liveness() {
+        Ok(()) => (StatusCode::OK, "alive\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    }
 }
 
 async fn healthz_handler(Extract(m): Extract<Metrics>) -> Response {

@@ -33,7 +33,29 @@ pub async fn open_records(path: &Path, access: DbAccess) -> Result<Option<Record
     };
     opened
         .map(|s| s.map(Records::new))
-        .map_err(|e| CommandError::new(e.exit(), format!("database.path {}: {e}", path.display())))
+        .map_err(|e| database_error(path, e))
+}
+
+/// Opens (creating and migrating) the database for writing.
+pub async fn open_store(path: &Path) -> Result<Store, CommandError> {
+    Store::open(path).await.map_err(|e| database_error(path, e))
+}
+
+fn database_error(path: &Path, e: crate::store::StoreError) -> CommandError {
+    CommandError::new(e.exit(), format!("database.path {}: {e}", path.display()))
+}
+
+/// Keeps the audit anchor for `config`'s instance up to date over `store` and
+/// `vault`; a config whose instance cannot be named is a usage error.
+pub fn anchorer(
+    config: &Config,
+    store: Store,
+    vault: VaultStore,
+) -> Result<crate::anchor::Anchorer, CommandError> {
+    let instance = config
+        .instance_id()
+        .map_err(|e| CommandError::usage(format!("{}: {e}", config.source.display())))?;
+    Ok(crate::anchor::Anchorer::new(store, vault, instance))
 }
 
 /// The Vault settings a config asks for.

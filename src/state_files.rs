@@ -14,10 +14,20 @@
 //! the check by name leaves the moment between it and SQLite's open, in a
 //! directory only the daemon's user can write (`StateDirectoryMode=0700`).
 //!
-//! Nothing here opens the database, its `-wal` or its `-shm`: closing any
-//! descriptor of those files in the daemon's process would drop every POSIX
+//! Nothing here opens an existing database, its `-wal` or its `-shm`: closing
+//! any descriptor of those files in the daemon's process would drop every POSIX
 //! lock the process holds on them, SQLite's included, and another process could
-//! then take the database for unused and remove its WAL (RELIABILITY.md).
+//! then take the database for unused and remove its WAL (RELIABILITY.md). The
+//! one exception is [`create_private`], which opens a database file only when it
+//! creates it, before any connection of this process can hold a lock on it.
+//!
+//! The files are private to the daemon's user (SPEC section 6) whatever the
+//! umask: the audit log names every key and lineage. SQLite would create the
+//! database `0644` under the usual umask 022, so the daemon creates the empty
+//! file itself, mode `0600` set on the descriptor; SQLite then gives the `-wal`
+//! and `-shm` the database's own mode (its unix VFS copies it and `fchmod`s them
+//! to it). A database found with looser modes is not changed behind the
+//! operator's back: [`loose_modes`] names the `chmod` to run, and the daemon logs it.
 
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
@@ -73,6 +83,77 @@ pub fn check_opened(path: &Path, meta: &Metadata) -> Result<(), UnsafeFile> {
         });
     }
     Ok(())
+}
+
+/// The mode of every file the daemon creates beside its database.
+pub const PRIVATE_FILE: u32 = 0o600;
+
+/// Creates the database file at `path`, empty and mode `0600` whatever the
+/// umask, unless something is there already (then nothing is done: that file is
+/// judged by [`check`] and [`loose_modes`]). Never follows a link. Whether it
+/// created the file.
+pub fn create_private(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    match created {
+        // The umask may have taken bits off (0277 leaves 0400): set the mode on
+        // the descriptor, so it is exactly 0600.
+        Ok(file) => file
+            .set_permissions(std::fs::Permissions::from_mode(PRIVATE_FILE))
+            .map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A warning naming the `chmod` to run if the database, its `-wal`, its `-shm`
+/// or its `.lock` can be read or written by group or others; None if all that
+/// exist are private. Looked at by name, never opened.
+pub fn loose_modes(database: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let [db, wal, shm] = database_files(database);
+    let loose: Vec<(PathBuf, u32)> = [db, wal, shm, sibling(database, ".lock")]
+        .into_iter()
+        .filter_map(|p| {
+            let meta = std::fs::symlink_metadata(&p).ok()?;
+            let mode = meta.permissions().mode() & 0o777;
+            (meta.is_file() && mode & 0o077 != 0).then_some((p, mode))
+        })
+        .collect();
+    if loose.is_empty() {
+        return None;
+    }
+    let listed: Vec<String> = loose
+        .iter()
+        .map(|(p, mode)| format!("{} is {mode:04o}", p.display()))
+        .collect();
+    let paths: Vec<String> = loose
+        .iter()
+        .map(|(p, _)| shell_quoted(&p.display().to_string()))
+        .collect();
+    Some(format!(
+        "state files readable by other users of this host: {}; the audit log names every key: run `chmod 600 {}`",
+        listed.join(", "),
+        paths.join(" ")
+    ))
+}
+
+/// `text` as one shell word (a path with a space or a quote still pastes).
+fn shell_quoted(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,@".contains(c))
+    {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// `path` with `suffix` appended to its file name (`state.db` + `-wal`).
@@ -132,6 +213,64 @@ mod tests {
         let msg = check_database(&db).unwrap_err().to_string();
         assert!(msg.contains("not a regular file"), "{msg}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn a_created_database_is_0600_and_an_existing_one_is_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        assert!(create_private(&db).unwrap());
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(!create_private(&db).unwrap(), "already there");
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o644,
+            "not changed behind the operator's back"
+        );
+        // A link in its place is neither followed nor created through.
+        let victim = dir.path().join("victim");
+        let linked = dir.path().join("linked.db");
+        symlink(&victim, &linked).unwrap();
+        assert!(!create_private(&linked).unwrap());
+        assert!(!victim.exists());
+    }
+
+    #[test]
+    fn loose_modes_name_each_file_and_the_chmod_to_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("my state.db");
+        assert_eq!(loose_modes(&db), None, "nothing there");
+        for (p, mode) in [(db.clone(), 0o644), (sibling(&db, "-wal"), 0o600)] {
+            std::fs::write(&p, b"").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let lock = sibling(&db, ".lock");
+        std::fs::write(&lock, b"").unwrap();
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let warning = loose_modes(&db).unwrap();
+        let quoted = |p: &Path| format!("'{}'", p.display());
+        assert!(
+            warning.contains(&format!(
+                "run `chmod 600 {} {}`",
+                quoted(&db),
+                quoted(&lock)
+            )),
+            "{warning}"
+        );
+        assert!(warning.contains("state.db is 0644"), "{warning}");
+        assert!(
+            !warning.contains("-wal"),
+            "the private WAL is fine: {warning}"
+        );
+        for p in [&db, &lock] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        assert_eq!(loose_modes(&db), None);
     }
 
     #[test]

@@ -59,6 +59,11 @@ impl SystemdNotifier {
     }
 
     /// How often to ping: half the watchdog timeout (None: no watchdog).
+    /// `WATCHDOG_USEC`, if systemd set a watchdog for us.
+    pub fn watchdog_interval(&self) -> Option<Duration> {
+        self.watchdog
+    }
+
     pub fn ping_every(&self) -> Option<Duration> {
         self.watchdog.map(|w| w / 2)
     }

@@ -3,7 +3,8 @@
 //! [`DRAIN_GRACE`], exit 0); SIGHUP re-reads the config ([`crate::reload`]:
 //! an invalid one is rejected and the running one kept). Under systemd it reports READY=1 once the
 //! config, the database and a first MASV login are good, feeds the watchdog from
-//! the sweep loop, and publishes each sweep's summary as STATUS=.
+//! the sweep loop, and publishes each sweep's summary as STATUS=. After each
+//! sweep the audit log's head is anchored in Vault ([`crate::anchor`]).
 //!
 //! With `[ha]` it also runs the lease keeper ([`crate::lease`]): a standby is
 //! READY and healthy but does not sweep; the holder sweeps; a stop releases the
@@ -27,14 +28,14 @@ use crate::engine::sweep::Heartbeat;
 use crate::engine::SweepReport;
 use crate::exit::{CommandError, CommandResult, Exit};
 use crate::lease::{LeaseKeeper, LeaseStatus, Timing};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, DEFAULT_LIVE_WINDOW};
 use crate::notify::{lease_event, Notifier, DRAIN_GRACE};
 use crate::reload::{self, Running};
 use crate::services::{self, DbAccess};
 use crate::systemd::SystemdNotifier;
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.
-fn watch_stop_signals(shutdown: CancellationToken) -> std::io::Result<()> {
+pub(crate) fn watch_stop_signals(shutdown: CancellationToken) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::spawn(async move {
@@ -48,10 +49,16 @@ fn watch_stop_signals(shutdown: CancellationToken) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Feeds the systemd watchdog between sweep steps.
-fn watchdog(notifier: &SystemdNotifier) -> Heartbeat {
+/// Feeds the systemd watchdog between sweep steps, and `/livez` with it.
+fn watchdog(notifier: &SystemdNotifier, metrics: &Option<Metrics>) -> Heartbeat {
     let beat = notifier.clone();
-    Arc::new(move || beat.watchdog())
+    let live = metrics.clone();
+    Arc::new(move || {
+        beat.watchdog();
+        if let Some(m) = &live {
+            m.beat();
+        }
+    })
 }
 
 fn summary(report: &SweepReport) -> String {
@@ -72,22 +79,33 @@ fn summary(report: &SweepReport) -> String {
     )
 }
 
-/// Serves /metrics and /healthz on `[metrics] listen` until `shutdown`, if the
-/// config asks for it.
-async fn serve_metrics(
-    config: &Config,
-    path: &Path,
-    shutdown: CancellationToken,
-) -> Result<Option<Metrics>, CommandError> {
-    let Some(mc) = &config.metrics else {
-        return Ok(None);
-    };
+/// The `[metrics]` state, if the config asks for it: `/livez` fails after the
+/// systemd watchdog interval (or [`DEFAULT_LIVE_WINDOW`]) without a sign of life.
+fn metrics_for(config: &Config, notifier: &SystemdNotifier) -> Option<Metrics> {
+    config.metrics.as_ref()?;
     let interval = config
         .schedule
         .cron
         .interval_after(chrono::Utc::now())
         .unwrap_or(Duration::from_secs(300));
-    let metrics = Metrics::new(interval, Arc::new(SystemClock));
+    let live_window = notifier.watchdog_interval().unwrap_or(DEFAULT_LIVE_WINDOW);
+    Some(Metrics::with_live_window(
+        interval,
+        live_window,
+        Arc::new(SystemClock),
+    ))
+}
+
+/// Serves /metrics, /livez and /healthz on `[metrics] listen` until `shutdown`.
+async fn serve_metrics(
+    config: &Config,
+    path: &Path,
+    metrics: &Option<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), CommandError> {
+    let (Some(mc), Some(metrics)) = (&config.metrics, metrics) else {
+        return Ok(());
+    };
     let listener = tokio::net::TcpListener::bind(mc.listen)
         .await
         .map_err(|e| {
@@ -99,8 +117,8 @@ async fn serve_metrics(
         })?;
     let served = metrics.clone();
     tokio::spawn(async move { served.serve(listener, shutdown).await });
-    info!(listen = %mc.listen, "serving /metrics and /healthz");
-    Ok(Some(metrics))
+    info!(listen = %mc.listen, "serving /metrics, /livez and /healthz");
+    Ok(())
 }
 
 /// Tells the webhook and systemd's STATUS= of each change of the lease, until
@@ -137,11 +155,19 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
         .and_then(|()| reload::listen(shutdown.clone()))
         .map_err(|e| CommandError::failed(format_args!("cannot install signal handlers: {e}")))?;
     let notifier = SystemdNotifier::from_env();
+    let metrics = metrics_for(&config, &notifier);
     let webhook_secret = credentials.webhook_secret.clone();
+    let store = services::open_store(&config.database.path).await?;
     let engine = App::from_config(&config, credentials, DbAccess::ReadWrite)
-        .heartbeat(watchdog(&notifier))
+        .store(store.clone())
+        .heartbeat(watchdog(&notifier, &metrics))
         .build()
         .await?;
+    let mut anchorer = Arc::new(services::anchorer(
+        &config,
+        store.clone(),
+        engine.secrets().clone(),
+    )?);
     // READY only once MASV accepts us: a daemon that cannot log in is not ready.
     if let Err(e) = engine.keys().login().await {
         // Only a rejected login is a configuration problem; anything else (rate
@@ -156,9 +182,9 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
             format_args!("first MASV login failed: {e}"),
         ));
     }
-    // Optional /metrics + /healthz and webhook events; they live across reloads
-    // (a changed [metrics] listen address or [notify] table needs a restart).
-    let metrics = serve_metrics(&config, path, shutdown.clone()).await?;
+    // Optional /metrics, /livez, /healthz and webhook events; they live across
+    // reloads (a changed [metrics] listen address or [notify] table needs a restart).
+    serve_metrics(&config, path, &metrics, shutdown.clone()).await?;
     let alerts = services::alerts(&config, path, webhook_secret)?.map(Arc::new);
     if let (Some(m), Some(a)) = (&metrics, &alerts) {
         m.count_webhook(a.stats_source());
@@ -200,6 +226,8 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
     notifier.ready();
     info!(cron = %config.schedule.cron, teams = config.teams.len(), "started");
 
+    // The latest sweep's anchor write, awaited (bounded) before exit.
+    let anchoring: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
     let mut running = Running { config, engine };
     loop {
         let round = shutdown.child_token();
@@ -207,7 +235,20 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
         let engine = engine.with_shutdown(round.clone());
         let status = notifier.clone();
         let (sweep_metrics, sweep_alerts) = (metrics.clone(), alerts.clone());
+        let (sweep_anchor, sweep_anchoring) = (anchorer.clone(), anchoring.clone());
         let mut on_sweep = move |report: &SweepReport| {
+            // Off the loop: a slow Vault delays the anchor, never the next sweep
+            // (the anchor may lag the log; it never leads it). Writes queue on
+            // the anchorer's lock; only the latest is awaited at exit.
+            let anchor = sweep_anchor.clone();
+            let task = tokio::spawn(async move {
+                if let Err(e) = anchor.advance().await {
+                    error!(error = %e, "the audit log's head was not anchored in Vault");
+                }
+            });
+            *sweep_anchoring
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(task);
             status.status(&summary(report));
             if let Some(m) = &sweep_metrics {
                 m.record_sweep(report);
@@ -216,8 +257,8 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
                 a.notify(report);
             }
         };
-        let idle = notifier.clone();
-        let on_idle = move || idle.watchdog();
+        let beat = watchdog(&notifier, &metrics);
+        let on_idle = move || beat();
         let idle_every = notifier.ping_every().unwrap_or(Duration::from_secs(30));
         {
             let sweeping = sweep_loop(
@@ -256,13 +297,31 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
         running = reload::reload(
             path,
             Running { config, engine },
-            watchdog(&notifier),
+            watchdog(&notifier, &metrics),
             fence.clone(),
         )
         .await;
+        // The anchor follows the reloaded Vault settings (a new token, say).
+        match services::anchorer(
+            &running.config,
+            store.clone(),
+            running.engine.secrets().clone(),
+        ) {
+            Ok(a) => anchorer = Arc::new(a),
+            Err(e) => error!(error = %e, "audit anchor: keeping the previous settings"),
+        }
         notifier.ready();
     }
     notifier.stopping();
+    let last_anchor = anchoring
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    if let Some(task) = last_anchor {
+        if tokio::time::timeout(DRAIN_GRACE, task).await.is_err() {
+            error!("the last sweep's audit anchor write did not finish in time: the anchor lags the log until the next start");
+        }
+    }
     if let Some((keeping, events)) = lease_tasks {
         // Only now, with no step in flight, may a standby take over.
         lease_stop.cancel();

@@ -57,6 +57,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> CommandResult {
             since,
             json,
             verify,
+            follow,
         } => {
             history::run(
                 &path,
@@ -65,7 +66,9 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> CommandResult {
                     since,
                     json,
                     verify,
+                    follow,
                 },
+                shutdown,
             )
             .await
         }

@@ -1,8 +1,11 @@
-//! `once [--dry-run]` and `rotate --team --name`: one sweep, then exit. With
+//! `once [--dry-run]` and `rotate --team --name`: one sweep, then exit; anything
+//! but a dry run then anchors the audit log's head in Vault ([`crate::anchor`]). With
 //! `[ha]`, a sweep that acts holds the leader lease for its length
 //! ([`super::one_shot_lease`]); a dry run changes nothing and needs no lease.
 
 use std::path::Path;
+
+use tracing::error;
 
 use crate::app::App;
 use crate::config::Config;
@@ -31,9 +34,16 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> CommandResult {
         Some(super::lock(&config)?)
     };
     let webhook_secret = credentials.webhook_secret.clone();
-    let engine = App::from_config(&config, credentials, access)
-        .build()
-        .await?;
+    // Anything that acts writes audit rows, and anchors the log's head after.
+    let store = match mode {
+        SweepMode::DryRun => None,
+        _ => Some(services::open_store(&config.database.path).await?),
+    };
+    let mut app = App::from_config(&config, credentials, access);
+    if let Some(store) = &store {
+        app = app.store(store.clone());
+    }
+    let engine = app.build().await?;
     let (engine, lease) = match (&config.ha, &mode) {
         (Some(ha), SweepMode::Apply | SweepMode::RotateNow(_)) => {
             let (engine, lease) = OneShotLease::take(ha, engine).await?;
@@ -41,11 +51,22 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> CommandResult {
         }
         _ => (engine, None),
     };
+    let anchorer = store
+        .map(|store| services::anchorer(&config, store, engine.secrets().clone()))
+        .transpose()?;
     let alerts = match mode {
         SweepMode::DryRun => None,
         _ => services::alerts(&config, path, webhook_secret)?,
     };
     let swept = engine.sweep(&mode).await;
+    // Whatever the sweep did, what it committed is anchored (the anchor lags the
+    // log if this fails, and the next sweep catches it up).
+    let anchored = match &anchorer {
+        Some(a) => a.advance().await.map(|_| ()).inspect_err(|e| {
+            error!(error = %e, "the audit log's head was not anchored in Vault");
+        }),
+        None => Ok(()),
+    };
     if let Some(lease) = lease {
         lease.release().await;
     }
@@ -67,7 +88,8 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> CommandResult {
                 masv.logins,
                 engine.secrets().requests()
             );
-            Ok(report.exit())
+            let exit = report.exit();
+            Ok(anchored.map_or_else(|e| exit.worst(e.exit()), |()| exit))
         }
         Err(e) => Err(CommandError::usage(e)),
     };

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::ConfigError;
+use super::instance::{bad_instance_id, host_name};
 
 /// The shortest lease: renewed every second.
 pub const MIN_LEASE_TTL: Duration = Duration::from_secs(3);
@@ -72,30 +73,6 @@ impl HaTable {
             lease_ttl: self.lease_ttl,
         })
     }
-}
-
-/// Why `id` cannot name an instance (it becomes a Vault path segment), if so.
-fn bad_instance_id(id: &str) -> Option<&'static str> {
-    if id.is_empty() {
-        Some("is empty")
-    } else if id.len() > 64 {
-        Some("is longer than 64 bytes")
-    } else if !id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        || id.chars().all(|c| c == '.')
-    {
-        Some("may hold only letters, digits, '-', '_' and '.' (it names a Vault path)")
-    } else {
-        None
-    }
-}
-
-/// The kernel's host name, as `hostname` prints it.
-fn host_name() -> Option<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let name = name.trim();
-    (!name.is_empty()).then(|| name.to_string())
 }
 
 #[cfg(test)]

@@ -243,3 +243,16 @@ fn notify_events_default_to_all_and_a_list_keeps_only_its_events() {
         "notify.webhook_secret_env"
     );
 }
+
+/// The anchor's instance id: `[ha] instance_id` when set, else the host name
+/// (uname(2), which agrees with `/proc/sys/kernel/hostname` where that is visible).
+#[test]
+fn the_instance_id_is_the_ha_one_else_the_host_name() {
+    let host = super::host_name().expect("a host name");
+    if let Ok(proc_name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        assert_eq!(host, proc_name.trim());
+    }
+    assert_eq!(parse(MINIMAL).unwrap().instance_id().unwrap(), host);
+    let ha = parse(&format!("{MINIMAL}\n[ha]\ninstance_id = \"node-a\"\n")).unwrap();
+    assert_eq!(ha.instance_id().unwrap(), "node-a");
+}

@@ -8,8 +8,9 @@
 //! always have). JSON gives an unambiguous encoding for any text,
 //! including separators and newlines in `detail`. The first row chains from 64
 //! zeros. Editing, deleting, inserting or re-ordering a row breaks the chain at
-//! that row; a truncated *tail* cannot be seen by a chain alone (compare the last
-//! hash with one recorded elsewhere, e.g. in the logs, to detect that).
+//! that row; a truncated *tail*, or a chain rewritten whole with fresh hashes,
+//! cannot be seen by a chain alone: the head is anchored in Vault for that
+//! ([`crate::anchor`]), and [`head`] and [`hash_of`] are what it compares.
 //!
 //! Triggers make the database refuse UPDATE and DELETE; the chain catches anyone
 //! who drops the triggers first.
@@ -49,6 +50,8 @@ pub struct AuditRow {
 /// Which rows to read.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
+    /// Only rows after this id (`history --follow` reads on from its last row).
+    pub after_id: Option<i64>,
     pub key_id: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub rotation_id: Option<String>,
@@ -101,6 +104,24 @@ pub fn row_hash(
     h.update(b"\n");
     h.update(canonical.to_string().as_bytes());
     hex::encode(h.finalize())
+}
+
+/// [`row_hash`] of a row as read, chained from `prev_hash` (for tools and
+/// tests that rebuild a chain: an auditor's attacker model).
+pub fn row_hash_of(prev_hash: &str, row: &AuditRow) -> String {
+    row_hash(
+        prev_hash,
+        row.id,
+        &format_at(row.at),
+        row.team_id.as_deref(),
+        row.key_id.as_deref(),
+        row.key_name.as_deref(),
+        row.action.as_str(),
+        row.outcome.as_str(),
+        &row.detail,
+        row.rotation_id.as_deref(),
+        row.lease_token,
+    )
 }
 
 fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -230,6 +251,9 @@ pub(crate) async fn read(
     filter: &AuditFilter,
 ) -> Result<Vec<AuditRow>, StoreError> {
     let mut sql = String::from("SELECT * FROM audit_log WHERE 1 = 1");
+    if filter.after_id.is_some() {
+        sql.push_str(" AND id > ?");
+    }
     if filter.key_id.is_some() {
         sql.push_str(" AND key_id = ?");
     }
@@ -244,6 +268,9 @@ pub(crate) async fn read(
         sql.push_str(" LIMIT ?");
     }
     let mut q = sqlx::query(&sql);
+    if let Some(after) = filter.after_id {
+        q = q.bind(after);
+    }
     if let Some(k) = &filter.key_id {
         q = q.bind(k);
     }
@@ -263,12 +290,56 @@ pub(crate) async fn read(
     rows.iter().map(row_from).collect()
 }
 
+/// The chain's head as committed: the last row's id and hash and the row
+/// count, read in one statement (one snapshot); None for an empty log.
+pub(crate) async fn head(
+    pool: &sqlx::SqlitePool,
+) -> Result<Option<(i64, String, u64)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, hash, (SELECT COUNT(*) FROM audit_log) AS n FROM audit_log ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await
+    .map_err(query_err("read the audit chain head"))?;
+    Ok(row.map(|r| {
+        (
+            r.get::<i64, _>("id"),
+            r.get::<String, _>("hash"),
+            u64::try_from(r.get::<i64, _>("n")).unwrap_or(0),
+        )
+    }))
+}
+
+/// The hash stored on row `id`, if there is such a row.
+pub(crate) async fn hash_of(
+    pool: &sqlx::SqlitePool,
+    id: i64,
+) -> Result<Option<String>, StoreError> {
+    sqlx::query_scalar("SELECT hash FROM audit_log WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(query_err("read an audit row's hash"))
+}
+
 /// Walks the whole chain in id order, streaming, and names the first bad row.
 pub(crate) async fn verify(pool: &sqlx::SqlitePool) -> Result<ChainReport, StoreError> {
-    let mut rows = sqlx::query("SELECT id, at, team_id, key_id, key_name, action, outcome, detail, rotation_id, lease_token, prev_hash, hash FROM audit_log ORDER BY id")
+    verify_after(pool, None).await
+}
+
+/// Walks the chain after row `start.0` (whose hash is `start.1`: the rows
+/// before it are taken as checked), or the whole chain for None, and names the
+/// first bad row. `rows` in the report counts the rows walked.
+pub(crate) async fn verify_after(
+    pool: &sqlx::SqlitePool,
+    start: Option<(i64, &str)>,
+) -> Result<ChainReport, StoreError> {
+    let (after, genesis) = start.unwrap_or((0, GENESIS));
+    let mut rows = sqlx::query("SELECT id, at, team_id, key_id, key_name, action, outcome, detail, rotation_id, lease_token, prev_hash, hash FROM audit_log WHERE id > ? ORDER BY id")
+        .bind(after)
         .fetch(pool);
-    let mut expected_prev = GENESIS.to_string();
-    let mut expected_id = 1i64;
+    let mut expected_prev = genesis.to_string();
+    let mut expected_id = after + 1;
     let mut count = 0u64;
     while let Some(row) = rows
         .try_next()

@@ -26,7 +26,9 @@ use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
 use crate::state_files;
 use audit::ChainHead;
-pub use audit::{AuditAction, AuditFilter, AuditRow, ChainReport, NewAuditEntry, Outcome};
+pub use audit::{
+    row_hash_of, AuditAction, AuditFilter, AuditRow, ChainReport, NewAuditEntry, Outcome,
+};
 pub use error::StoreError;
 pub use records::Records;
 
@@ -129,7 +131,10 @@ impl Store {
     /// Opens (creating the file if needed) and migrates. The directory must exist:
     /// a missing state directory is a deployment error, not something to paper over.
     /// A link in the place of the database, its `-wal` or its `-shm` is refused
-    /// ([`crate::state_files`]).
+    /// ([`crate::state_files`]). A new database is created `0600` whatever the
+    /// umask (its `-wal` and `-shm` follow it); an existing one with looser
+    /// modes is logged as a warning naming the `chmod` to run.
+    #[tracing::instrument(skip_all, fields(path = %path.display()))]
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         state_files::check_database(path)?;
         let dir = match path.parent() {
@@ -142,6 +147,11 @@ impl Store {
                 format!("directory {} does not exist", dir.display()),
             ));
         }
+        if let Some(warning) = state_files::loose_modes(path) {
+            tracing::warn!("{warning}");
+        }
+        state_files::create_private(path)
+            .map_err(|e| open_err(path, format!("cannot create it mode 0600: {e}")))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -175,11 +185,15 @@ impl Store {
         })
     }
 
-    /// Opens an existing database for reading only (status, history, report).
+    /// Opens an existing database for reading only (status, history, report);
+    /// looser modes than `0600` are logged as a warning, as by [`Store::open`].
     pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         state_files::check_database(path)?;
         if !path.is_file() {
             return Err(open_err(path, "no such database file"));
+        }
+        if let Some(warning) = state_files::loose_modes(path) {
+            tracing::warn!("{warning}");
         }
         let url = format!("sqlite://{}", path.display());
         let options = SqliteConnectOptions::from_str(&url)
@@ -394,6 +408,25 @@ impl Store {
     /// Checks the whole hash chain.
     pub async fn verify_chain(&self) -> Result<ChainReport, StoreError> {
         audit::verify(&self.pool).await
+    }
+
+    /// The chain after row `start.0`, whose hash is `start.1` (None: the whole
+    /// chain, as [`Store::verify_chain`]).
+    pub async fn verify_chain_after(
+        &self,
+        start: Option<(i64, &str)>,
+    ) -> Result<ChainReport, StoreError> {
+        audit::verify_after(&self.pool, start).await
+    }
+
+    /// The committed chain head: last row id, its hash, the row count (None: no rows).
+    pub async fn chain_head(&self) -> Result<Option<(i64, String, u64)>, StoreError> {
+        audit::head(&self.pool).await
+    }
+
+    /// The hash stored on audit row `id`, if the row exists.
+    pub async fn audit_hash(&self, id: i64) -> Result<Option<String>, StoreError> {
+        audit::hash_of(&self.pool, id).await
     }
 
     /// `PRAGMA integrity_check`.

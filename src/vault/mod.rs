@@ -17,12 +17,15 @@
 //!
 //! The parts: `settings` (what the adapter is given), `session` (the HTTP
 //! client and logging in), `secret` (the secret's shapes and KV fields),
-//! `kv` (the KV operations), `lease` (the HA lease at `_leader`), `sys` (seal status and capabilities),
+//! `kv` (the KV operations), `lease` (the HA lease at `_leader`), `anchor` (the audit chain's anchor at `_audit/`), `plain` (how both
+//! of those are read and written), `sys` (seal status and capabilities),
 //! `error` (the errors and how vaultrs' map onto them).
 
+mod anchor;
 mod error;
 mod kv;
 mod lease;
+mod plain;
 mod port;
 mod secret;
 mod session;
@@ -32,6 +35,7 @@ mod transport;
 
 use std::sync::{Arc, Mutex};
 
+pub use anchor::{AuditAnchor, ObservedAnchor};
 pub use error::VaultError;
 pub use secret::{LineageSecret, StoredSecret, VersionInfo};
 use session::Session;

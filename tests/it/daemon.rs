@@ -216,14 +216,28 @@ struct Daemon {
 
 impl Daemon {
     fn start(config: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
-        use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"));
-        cmd.args(["--config", config.to_str().unwrap(), "run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
+        cmd.args(["--config", config.to_str().unwrap(), "run"]);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::spawn(cmd)
+    }
+
+    /// `run` under `umask` (set by a shell that then execs the binary: same pid).
+    fn start_with_umask(config: &std::path::Path, umask: &str) -> Daemon {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "umask \"$0\" && exec \"$@\"", umask])
+            .arg(env!("CARGO_BIN_EXE_masv-key-rotator"))
+            .args(["--config", config.to_str().unwrap(), "run"]);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: std::process::Command) -> Daemon {
+        use std::io::BufRead;
+        cmd.env_remove("MASV_KEY_ROTATOR_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -445,11 +459,7 @@ async fn a_second_instance_on_the_same_database_is_refused() {
 async fn run_serves_metrics_and_healthz_after_a_sweep() {
     let w = World::new().await;
     w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = w.write_config(&format!(
         "\n[schedule]\ncron = \"0 0 * * * *\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
     ));
@@ -555,4 +565,106 @@ async fn sigterm_gives_a_hanging_webhook_a_bounded_few_seconds() {
         took < grace + StdDuration::from_secs(3),
         "stopped within the grace plus a margin: {took:?}"
     );
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Under umask 022 the database, its WAL and SHM (which exist while the daemon
+/// runs) and the lock file come out 0600.
+#[tokio::test]
+async fn state_files_the_daemon_creates_are_0600_under_umask_022() {
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+    let config = w.write_config("\n[schedule]\ncron = \"0 0 * * * *\"\n");
+    let fresh = tempfile::tempdir().unwrap();
+    let db = fresh.path().join("state.db");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("path = \"{}\"", w.db_path.display()),
+        &format!("path = \"{}\"", db.display()),
+    );
+    crate::helpers::write_private(&config, &text);
+    let daemon = Daemon::start_with_umask(&config, "022");
+    daemon.wait_for_log("sweep finished").await;
+    let wal = db.with_extension("db-wal");
+    let shm = db.with_extension("db-shm");
+    let lock = db.with_extension("db.lock");
+    for p in [&db, &wal, &shm, &lock] {
+        assert_eq!(mode_of(p), 0o600, "{}", p.display());
+    }
+    assert!(!daemon.log().contains("chmod"), "{}", daemon.log());
+    assert_eq!(daemon.stop().await, Some(0));
+    assert_eq!(mode_of(&db), 0o600);
+}
+
+/// A database left readable by others is used, and the operator is told the
+/// exact `chmod` that makes it private.
+#[tokio::test]
+async fn a_database_readable_by_others_gets_a_warning_naming_the_chmod() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+    let config = w.write_config("");
+    std::fs::set_permissions(&w.db_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = bin::once(&config).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("{} is 0644", w.db_path.display()))
+            && err.contains(&format!("run `chmod 600 {}", w.db_path.display())),
+        "{err}"
+    );
+    assert_eq!(mode_of(&w.db_path), 0o644, "warned, not changed");
+}
+
+/// A loopback port nothing listens on (for `[metrics] listen`).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One lineage failing: `/healthz` (for alerting) is 503 with the reason, while
+/// `/livez` (for a liveness probe) stays 200: nothing to restart over.
+#[tokio::test]
+async fn livez_is_200_while_healthz_is_503_for_a_failing_lineage() {
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+    let port = free_port();
+    // A read-only Vault token: the rotation cannot store its secret and fails.
+    let ro = w.vault.read_only_token().await;
+    let metrics = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    let config = w.write_config_with(
+        crate::helpers::world::PASSWORD,
+        &ro,
+        &w.vault.address.clone(),
+        &format!("\n[schedule]\ncron = \"0 0 * * * *\"\n\n{metrics}"),
+    );
+    let daemon = Daemon::start(&config, &[]);
+    daemon.wait_for_log("sweep finished").await;
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, body) = get("/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("action(s) failed"), "{body}");
+    assert_eq!(get("/livez").await, (200, "alive\n".to_string()));
+    assert_eq!(daemon.stop().await, Some(0));
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area, a shared rig in `helpers`.
 
+mod anchor;
 mod architecture;
 mod bad_input;
 mod cli;

@@ -496,6 +496,34 @@ async fn healthz_turns_503_once_two_intervals_pass_without_a_sweep() {
     s.stop().await;
 }
 
+/// `/livez` is about the loop, not the keys: a failed sweep leaves it 200; it
+/// fails only once the loop has not beaten for the live window, with the reason.
+#[tokio::test]
+async fn livez_stays_200_on_a_failed_sweep_and_fails_once_the_loop_is_quiet_past_the_window() {
+    let clock = ManualClock::new(Utc::now());
+    let shared: SharedClock = Arc::new(clock.clone());
+    let metrics = Metrics::with_live_window(INTERVAL, StdDuration::from_secs(120), shared);
+    let s = Served::start(&metrics).await;
+    assert_eq!(s.get("/livez").await.0, 200, "alive before the first sweep");
+    metrics.record_sweep(&failed_report(clock.now()));
+    assert_eq!(s.healthz().await.0, 503);
+    let (status, body, _) = s.get("/livez").await;
+    assert_eq!((status, body.as_str()), (200, "alive\n"));
+    clock.advance(Duration::seconds(120)); // exactly the window: still alive
+    assert_eq!(s.get("/livez").await.0, 200);
+    clock.advance(Duration::seconds(1));
+    let (status, body, _) = s.get("/livez").await;
+    assert_eq!(status, 503);
+    assert!(
+        body.contains("sweep loop stuck: no sign of life for 121s")
+            && body.contains("watchdog interval (120s)"),
+        "{body}"
+    );
+    metrics.beat();
+    assert_eq!(s.get("/livez").await.0, 200, "a beat revives it");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn unknown_paths_are_404() {
     let (_clock, metrics) = rig();

@@ -5,6 +5,7 @@ use std::process::Output;
 use chrono::Duration;
 use serde_json::Value;
 
+use crate::helpers::audit_entry;
 use crate::helpers::bin::run;
 use crate::helpers::world::{World, TEAM};
 
@@ -102,6 +103,153 @@ async fn history_table_json_filters_and_verify() {
     let o = run(cfg(&config, &["history", "--verify"])).await;
     assert_eq!(o.status.code(), Some(1));
     assert!(out(&o).contains("BROKEN at row 3"), "{}", out(&o));
+}
+
+/// `history --follow` as a child: its stdout collected line by line.
+struct Follower {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Follower {
+    fn start(config: &std::path::Path, rest: &[&str]) -> Follower {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
+            .env_remove("MASV_KEY_ROTATOR_CONFIG")
+            .args(cfg(config, rest))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Follower { child, lines }
+    }
+
+    /// Waits (up to 10 s) until `n` lines have come; all of them.
+    async fn lines(&self, n: usize) -> Vec<String> {
+        let started = std::time::Instant::now();
+        loop {
+            let got = self.lines.lock().unwrap().clone();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{} of {n} lines: {got:#?}",
+                got.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (up to 10 s) for the process to end on its own; its exit code.
+    async fn exited(mut self) -> Option<i32> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "still running"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn terminate(self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        self.exited().await
+    }
+}
+
+/// `--json --follow`: the rows there, then each new row as one JSON line, with
+/// `--key` applied to new rows too; the table form follows as well; SIGTERM
+/// ends it with exit 0.
+#[tokio::test]
+async fn history_follow_streams_new_rows_as_json_lines_until_sigterm() {
+    let (w, config, old, current) = known_state().await;
+    let all = Follower::start(&config, &["history", "--json", "--follow"]);
+    let by_key = Follower::start(&config, &["history", "--json", "--follow", "--key", &old]);
+    let table = Follower::start(&config, &["history", "--follow"]);
+    assert_eq!(all.lines(10).await.len(), 10, "the rows already there");
+    table.lines(11).await;
+    w.store
+        .append(audit_entry(
+            Some(&old),
+            "a line with \"quotes\"\nand a newline",
+        ))
+        .await
+        .unwrap();
+    w.store
+        .append(audit_entry(Some(&current), "second"))
+        .await
+        .unwrap();
+    let lines = all.lines(12).await;
+    let rows: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (1..=12).collect::<Vec<_>>());
+    assert_eq!(rows[10]["detail"], "a line with \"quotes\"\nand a newline");
+    assert_eq!(rows[11]["key_id"], current.as_str());
+    assert!(rows.iter().all(|r| r["hash"].as_str().unwrap().len() == 64));
+    let keyed = by_key.lines(1).await;
+    assert_eq!(keyed.len(), 1, "only the new row about {old}: {keyed:?}");
+    assert!(keyed[0].contains(&old) && !keyed[0].contains("second"));
+    let t = table.lines(13).await;
+    assert!(
+        t[0].starts_with("    ID") && t[12].contains("second"),
+        "{t:#?}"
+    );
+    for f in [all, by_key, table] {
+        assert_eq!(f.terminate().await, Some(0));
+    }
+}
+
+/// A follower whose reader has gone (a closed pipe) stops at its next write,
+/// exit 0, rather than following for nobody.
+#[tokio::test]
+async fn history_follow_ends_when_its_reader_goes_away() {
+    let (w, config, _old, _current) = known_state().await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_masv-key-rotator"))
+        .env_remove("MASV_KEY_ROTATOR_CONFIG")
+        .args(cfg(
+            &config,
+            &["history", "--json", "--follow", "--key", "none"],
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let follower = Follower {
+        child,
+        lines: Default::default(),
+    };
+    // Nothing matches `--key none` until this row: the write of it (whether the
+    // follower reads it first or later) finds the pipe closed.
+    w.store
+        .append(audit_entry(Some("none"), "nobody reads this"))
+        .await
+        .unwrap();
+    assert_eq!(follower.exited().await, Some(0));
 }
 
 #[tokio::test]

@@ -19,6 +19,23 @@ pub fn write_private(path: &std::path::Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// An audit row about `key_id` of lineage `ci-build` (a deactivation), as the
+/// daemon would append it: for tests that write rows behind its back.
+pub fn audit_entry(key_id: Option<&str>, detail: &str) -> masv_key_rotator::store::NewAuditEntry {
+    use masv_key_rotator::store::{AuditAction, NewAuditEntry, Outcome};
+    NewAuditEntry {
+        at: chrono::Utc::now(),
+        team_id: Some(world::TEAM.into()),
+        key_id: key_id.map(str::to_string),
+        key_name: Some("ci-build".into()),
+        action: AuditAction::Deactivate,
+        outcome: Outcome::Ok,
+        detail: detail.into(),
+        rotation_id: None,
+        lease_token: None,
+    }
+}
+
 /// The bytes of the database file and of its `-wal`, read by a child process.
 ///
 /// Never with `std::fs::read` here: this process holds SQLite connections to the
