@@ -6,7 +6,8 @@
 //! key they find: none may ever be refused, kills or not. After every kill
 //! `history --verify` must pass: the audit anchor in Vault may lag the log a
 //! kill cut short, never lead it (no false alarm).
-//! `KILL_MATRIX_KILLS` sets the number of kills (default 200).
+//! `KILL_MATRIX_KILLS` sets the number of kills (default 100, which keeps the whole
+//! suite within CI's 15 minutes on 2 cores; the figures in RELIABILITY.md use 200).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration as StdDuration, Instant};
@@ -22,7 +23,7 @@ use crate::helpers::world::World;
 
 #[tokio::test]
 async fn kill_9_at_random_moments_never_breaks_an_invariant() {
-    let kills = count_from_env("KILL_MATRIX_KILLS", 200) as usize;
+    let kills = count_from_env("KILL_MATRIX_KILLS", 100) as usize;
     let w = World::realtime().await;
     let lineages = due_lineages(&w, 4);
     // every MASV request takes 15 ms, so kills land inside steps
