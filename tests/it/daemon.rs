@@ -650,18 +650,7 @@ async fn livez_is_200_while_healthz_is_503_for_a_failing_lineage() {
     );
     let daemon = Daemon::start(&config, &[]);
     daemon.wait_for_log("sweep finished").await;
-    let http = reqwest::Client::new();
-    let get = |path: &'static str| {
-        let http = http.clone();
-        async move {
-            let r = http
-                .get(format!("http://127.0.0.1:{port}{path}"))
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        }
-    };
+    let get = |path: &'static str| crate::helpers::local_get(port, path);
     let (status, body) = get("/healthz").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("action(s) failed"), "{body}");

@@ -390,18 +390,7 @@ async fn sigterm_of_the_holder_hands_over_within_one_sweep_interval_with_events_
     }
     let (first, _) = watch.next_term(None, StdDuration::from_secs(10)).await;
     let i = nodes.iter().position(|n| n.id == first.holder).unwrap();
-    let http = reqwest::Client::new();
-    let get = |port: u16, path: &'static str| {
-        let http = http.clone();
-        async move {
-            let r = http
-                .get(format!("http://127.0.0.1:{port}{path}"))
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        }
-    };
+    let get = crate::helpers::local_get;
     // Metrics and health, holder and standbys, once the standbys have looked.
     tokio::time::sleep(TTL).await;
     for (j, port) in ports.iter().enumerate() {

@@ -59,3 +59,12 @@ pub fn database_bytes(db_path: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
         read(db_path.with_extension("db-wal")),
     )
 }
+
+/// `GET http://127.0.0.1:<port><path>`: the status and the body (the daemon's
+/// `/metrics`, `/livez` and `/healthz`).
+pub async fn local_get(port: u16, path: &str) -> (u16, String) {
+    let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
