@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::CronSchedule;
-use crate::engine::ports::{KeyApi, SecretStore};
+use crate::engine::ports::{KeyApi, RecordError, SecretStore};
 use crate::engine::{Engine, SweepMode, SweepReport};
 use crate::lease::{LeaseFence, LeaseRole, LeaseStatus, Previous};
 
@@ -131,21 +131,33 @@ async fn may_sweep<K: KeyApi, S: SecretStore>(
     if g.fence.armed_term() == Some(status.term) {
         return true;
     }
-    // Another instance may have acted since this one's records were written.
-    if !matches!(status.previous, Some(Previous::Me | Previous::Nobody)) {
-        match engine.hand_over().await {
-            Ok(report) => info!(
-                closed_rotations = report.closed.len(),
-                dropped_retirements = report.dropped_retirements.len(),
-                "took over from another holder: in-flight records handed over"
-            ),
-            Err(e) => {
-                error!(error = %e, "cannot hand over the records; not sweeping until that succeeds");
-                return false;
-            }
+    match ready_term(engine, &status, &g.fence).await {
+        Ok(armed) => armed,
+        Err(e) => {
+            error!(error = %e, "cannot hand over the records; not sweeping until that succeeds");
+            false
         }
     }
-    g.fence.arm(status.term)
+}
+
+/// Readies the term `status` describes for mutations: hands the records over
+/// if another instance may have acted since they were written (the lease was
+/// last someone else's, or released), then arms the fence. `run` and the
+/// one-shots both start a term this way. False if the term is already over.
+pub async fn ready_term<K: KeyApi, S: SecretStore>(
+    engine: &Engine<K, S>,
+    status: &LeaseStatus,
+    fence: &LeaseFence,
+) -> Result<bool, RecordError> {
+    if !matches!(status.previous, Some(Previous::Me | Previous::Nobody)) {
+        let report = engine.hand_over().await?;
+        info!(
+            closed_rotations = report.closed.len(),
+            dropped_retirements = report.dropped_retirements.len(),
+            "took over from another holder: in-flight records handed over"
+        );
+    }
+    Ok(fence.arm(status.term))
 }
 
 /// Runs sweeps on `cron` (parsed with the config; tokio-cron-scheduler is

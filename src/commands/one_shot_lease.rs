@@ -14,9 +14,10 @@ use tokio_util::sync::CancellationToken;
 use crate::app::ProdEngine;
 use crate::clock::SystemClock;
 use crate::config::HaConfig;
+use crate::daemon::ready_term;
 use crate::engine::ports::Fence;
 use crate::exit::{CommandError, Exit};
-use crate::lease::{LeaseKeeper, LeaseRole, Previous, Timing};
+use crate::lease::{LeaseKeeper, LeaseRole, Timing};
 
 /// The lease taken for one sweep; [`OneShotLease::release`] lets it go.
 pub struct OneShotLease {
@@ -61,15 +62,12 @@ impl OneShotLease {
                 ),
             ));
         }
-        if !matches!(status.previous, Some(Previous::Me | Previous::Nobody)) {
-            if let Err(e) = engine.hand_over().await {
-                lease.release().await;
-                return Err(CommandError::failed(format_args!(
-                    "cannot hand the records over after taking the HA lease: {e}"
-                )));
-            }
+        if let Err(e) = ready_term(&engine, &status, &fence).await {
+            lease.release().await;
+            return Err(CommandError::failed(format_args!(
+                "cannot hand the records over after taking the HA lease: {e}"
+            )));
         }
-        fence.arm(status.term);
         Ok((engine.with_fence(Arc::new(fence) as Arc<dyn Fence>), lease))
     }
 
