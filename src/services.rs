@@ -9,6 +9,7 @@ use secrecy::SecretString;
 
 use crate::config::{Config, VaultCredentials};
 use crate::exit::{CommandError, Exit};
+use crate::lease::{LeaseKeeper, Timing};
 use crate::masv::{MasvClient, MasvSettings};
 use crate::notify::{Notifier, NotifySettings, Signer};
 use crate::store::Records;
@@ -59,6 +60,16 @@ pub fn anchorer(
 }
 
 /// The Vault settings a config asks for.
+/// The leader lease's keeper for `[ha]`, on the system clock, over `vault`.
+pub fn lease_keeper(ha: &crate::config::HaConfig, vault: VaultStore) -> LeaseKeeper<VaultStore> {
+    LeaseKeeper::new(
+        vault,
+        ha.instance_id.clone(),
+        Timing { ttl: ha.lease_ttl },
+        std::sync::Arc::new(crate::clock::SystemClock),
+    )
+}
+
 pub fn vault_settings(config: &Config, credentials: VaultCredentials) -> VaultSettings {
     VaultSettings::from_config(&config.vault, credentials)
 }

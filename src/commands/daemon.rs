@@ -27,7 +27,7 @@ use crate::engine::ports::Fence;
 use crate::engine::sweep::Heartbeat;
 use crate::engine::SweepReport;
 use crate::exit::{CommandError, CommandResult, Exit};
-use crate::lease::{LeaseKeeper, LeaseStatus, Timing};
+use crate::lease::LeaseStatus;
 use crate::metrics::{Metrics, DEFAULT_LIVE_WINDOW};
 use crate::notify::{lease_event, Notifier, DRAIN_GRACE};
 use crate::reload::{self, Running};
@@ -193,12 +193,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
     let lease_stop = CancellationToken::new();
     let (engine, lease, fence) = match &config.ha {
         Some(ha) => {
-            let keeper = LeaseKeeper::new(
-                engine.secrets().clone(),
-                ha.instance_id.clone(),
-                Timing { ttl: ha.lease_ttl },
-                Arc::new(SystemClock),
-            );
+            let keeper = services::lease_keeper(ha, engine.secrets().clone());
             let fence = keeper.fence();
             if let Some(m) = &metrics {
                 m.follow_lease(keeper.subscribe());

@@ -12,12 +12,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::ProdEngine;
-use crate::clock::SystemClock;
 use crate::config::HaConfig;
 use crate::daemon::ready_term;
 use crate::engine::ports::Fence;
 use crate::exit::{CommandError, Exit};
-use crate::lease::{LeaseKeeper, LeaseRole, Timing};
+use crate::lease::{LeaseRole, Timing};
 
 /// The lease taken for one sweep; [`OneShotLease::release`] lets it go.
 pub struct OneShotLease {
@@ -32,12 +31,7 @@ impl OneShotLease {
         engine: ProdEngine,
     ) -> Result<(ProdEngine, OneShotLease), CommandError> {
         let timing = Timing { ttl: ha.lease_ttl };
-        let keeper = LeaseKeeper::new(
-            engine.secrets().clone(),
-            ha.instance_id.clone(),
-            timing,
-            Arc::new(SystemClock),
-        );
+        let keeper = crate::services::lease_keeper(ha, engine.secrets().clone());
         let fence = keeper.fence();
         let mut status = keeper.subscribe();
         let stop = CancellationToken::new();
