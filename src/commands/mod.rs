@@ -126,8 +126,7 @@ pub fn load_config(path: &Path) -> Result<Config, CommandError> {
 }
 
 /// The operator's view from the local database; no database yet means no keys yet.
-pub async fn offline_view(path: &Path) -> Result<crate::view::View, CommandError> {
-    let config = load_config(path)?;
+pub async fn offline_view(config: &Config) -> Result<crate::view::View, CommandError> {
     let now = chrono::Utc::now();
     let records =
         services::open_records(&config.database.path, DbAccess::ReadOnlyIfPresent).await?;
@@ -138,7 +137,7 @@ pub async fn offline_view(path: &Path) -> Result<crate::view::View, CommandError
             lineages: vec![],
         });
     };
-    crate::view::build(&config, &records, now)
+    crate::view::build(config, &records, now)
         .await
         .map_err(CommandError::failed)
 }

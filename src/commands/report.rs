@@ -189,7 +189,7 @@ pub fn json(view: &View) -> Result<String, serde_json::Error> {
 }
 
 pub async fn run(path: &Path, format: ReportFormat) -> CommandResult {
-    let view = super::offline_view(path).await?;
+    let view = super::offline_view(&super::load_config(path)?).await?;
     match format {
         ReportFormat::Md => print!("{}", markdown(&view)),
         ReportFormat::Csv => print!("{}", csv(&view)),

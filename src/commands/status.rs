@@ -127,8 +127,9 @@ async fn lease(config: &crate::config::Config) -> Option<LeaseView> {
 }
 
 pub async fn run(path: &Path, json: bool) -> CommandResult {
-    let view = super::offline_view(path).await?;
-    let lease = lease(&super::load_config(path)?).await;
+    let config = super::load_config(path)?;
+    let view = super::offline_view(&config).await?;
+    let lease = lease(&config).await;
     if json {
         let keys: Vec<_> = view.keys().collect();
         let value = match &lease {
