@@ -7,8 +7,9 @@
 //! one place, and what a caller may bring is listed here: a clock (the demo and
 //! the tests drive a manual one), a store or Vault handle it opened itself
 //! instead of settings (the demo reads the audit log afterwards; tests hand in
-//! read-only or proxied handles), the watchdog heartbeat (`run`) and, with
-//! `[ha]`, the lease fence every mutating step must pass. A dry run
+//! read-only or proxied handles), the watchdog heartbeat (`run`), the request counters
+//! for `/metrics` (`run`) and, with `[ha]`, the lease fence every mutating step
+//! must pass. A dry run
 //! before any database exists gets an engine without records
 //! ([`DbAccess::ReadOnlyIfPresent`]). The daemon's shutdown token is not a
 //! build setting: `run` re-arms it on the same engine for each round of sweeps
@@ -30,6 +31,7 @@ use crate::masv::{MasvClient, MasvSettings};
 use crate::services::{self, DbAccess};
 use crate::store::Records;
 use crate::store::Store;
+use crate::traffic::Traffic;
 use crate::vault::{VaultSettings, VaultStore};
 
 /// The production engine.
@@ -60,6 +62,7 @@ pub struct App {
     clock: SharedClock,
     heartbeat: Option<Heartbeat>,
     fence: Option<Arc<dyn Fence>>,
+    traffic: Traffic,
 }
 
 impl App {
@@ -79,6 +82,7 @@ impl App {
             clock: Arc::new(SystemClock),
             heartbeat: None,
             fence: None,
+            traffic: Traffic::default(),
         }
     }
 
@@ -122,6 +126,12 @@ impl App {
         self
     }
 
+    /// Count the adapters' requests into `traffic` (`/metrics`).
+    pub fn traffic(mut self, traffic: Traffic) -> Self {
+        self.traffic = traffic;
+        self
+    }
+
     /// Opens the database, makes the MASV client and connects to Vault, in that
     /// order, and builds the engine over them.
     pub async fn build(self) -> Result<ProdEngine, CommandError> {
@@ -130,9 +140,11 @@ impl App {
             RecordsSource::Opened(store) => Some(Records::new(store)),
         };
         let concurrency = self.masv.max_concurrency;
-        let masv = services::masv_client(self.masv)?;
+        let masv = services::masv_client(self.masv, self.traffic.clone())?;
         let vault = match self.vault {
-            VaultSource::Connect(settings) => services::connect_vault(*settings).await?,
+            VaultSource::Connect(settings) => {
+                services::connect_vault(*settings, self.traffic).await?
+            }
             VaultSource::Connected(store) => store,
         };
         let records = records.map(|r| Arc::new(r) as Arc<dyn RecordStore>);

@@ -32,5 +32,6 @@ pub mod simulator;
 pub mod state_files;
 pub mod store;
 pub mod systemd;
+pub mod traffic;
 pub mod vault;
 pub mod view;

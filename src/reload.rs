@@ -33,6 +33,7 @@ use crate::engine::ports::Fence;
 use crate::engine::sweep::Heartbeat;
 use crate::exit::CommandError;
 use crate::services::DbAccess;
+use crate::traffic::Traffic;
 
 /// SIGHUPs not yet acted on: at most one, since a second that arrives before
 /// the reload asks for the same thing.
@@ -76,8 +77,9 @@ pub async fn reload(
     running: Running,
     heartbeat: Heartbeat,
     fence: Option<Arc<dyn Fence>>,
+    traffic: Traffic,
 ) -> Running {
-    match load(path, heartbeat, fence).await {
+    match load(path, heartbeat, fence, traffic).await {
         Ok(next) => {
             if next.config.ha != running.config.ha {
                 warn!("[ha] changed: the lease keeps its settings from the start until a restart");
@@ -97,12 +99,14 @@ async fn load(
     path: &Path,
     heartbeat: Heartbeat,
     fence: Option<Arc<dyn Fence>>,
+    traffic: Traffic,
 ) -> Result<Running, CommandError> {
     let config = Config::load(path).map_err(CommandError::usage)?;
     let credentials = Credentials::resolve(&config).map_err(CommandError::usage)?;
     let engine = App::from_config(&config, credentials, DbAccess::ReadWrite)
         .heartbeat(heartbeat)
         .fence(fence)
+        .traffic(traffic)
         .build()
         .await?;
     Ok(Running { config, engine })

@@ -14,6 +14,7 @@ use crate::masv::{MasvClient, MasvSettings};
 use crate::notify::{Notifier, NotifySettings, Signer};
 use crate::store::Records;
 use crate::store::Store;
+use crate::traffic::Traffic;
 use crate::vault::{VaultSettings, VaultStore};
 
 /// How the state database is opened.
@@ -74,21 +75,27 @@ pub fn vault_settings(config: &Config, credentials: VaultCredentials) -> VaultSe
     VaultSettings::from_config(&config.vault, credentials)
 }
 
-/// The MASV client (login happens on first use).
-pub fn masv_client(settings: MasvSettings) -> Result<MasvClient, CommandError> {
-    MasvClient::new(settings).map_err(|e| CommandError::usage(format!("masv.base_url: {e}")))
+/// The MASV client (login happens on first use), counting into `traffic`.
+pub fn masv_client(settings: MasvSettings, traffic: Traffic) -> Result<MasvClient, CommandError> {
+    MasvClient::counted(settings, traffic)
+        .map_err(|e| CommandError::usage(format!("masv.base_url: {e}")))
 }
 
-/// Connects to Vault.
-pub async fn connect_vault(settings: VaultSettings) -> Result<VaultStore, CommandError> {
-    VaultStore::connect(settings).await.map_err(|e| {
-        let exit = if e.is_unreachable() {
-            Exit::Unreachable
-        } else {
-            Exit::Usage
-        };
-        CommandError::new(exit, format!("vault: {e}"))
-    })
+/// Connects to Vault, counting requests into `traffic`.
+pub async fn connect_vault(
+    settings: VaultSettings,
+    traffic: Traffic,
+) -> Result<VaultStore, CommandError> {
+    VaultStore::connect_counted(settings, traffic)
+        .await
+        .map_err(|e| {
+            let exit = if e.is_unreachable() {
+                Exit::Unreachable
+            } else {
+                Exit::Usage
+            };
+            CommandError::new(exit, format!("vault: {e}"))
+        })
 }
 
 /// The webhook notifier `[notify]` asks for, if any, signing with

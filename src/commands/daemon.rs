@@ -158,8 +158,11 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
     let metrics = metrics_for(&config, &notifier);
     let webhook_secret = credentials.webhook_secret.clone();
     let store = services::open_store(&config.database.path).await?;
+    // Counted across reloads, which make new adapters.
+    let traffic = metrics.as_ref().map(Metrics::traffic).unwrap_or_default();
     let engine = App::from_config(&config, credentials, DbAccess::ReadWrite)
         .store(store.clone())
+        .traffic(traffic.clone())
         .heartbeat(watchdog(&notifier, &metrics))
         .build()
         .await?;
@@ -196,7 +199,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
             let keeper = services::lease_keeper(ha, engine.secrets().clone());
             let fence = keeper.fence();
             if let Some(m) = &metrics {
-                m.follow_lease(keeper.subscribe());
+                m.follow_lease(keeper.subscribe(), ha.lease_ttl);
             }
             let gate = LeaseGate {
                 status: keeper.subscribe(),
@@ -294,6 +297,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
             Running { config, engine },
             watchdog(&notifier, &metrics),
             fence.clone(),
+            traffic.clone(),
         )
         .await;
         // The anchor follows the reloaded Vault settings (a new token, say).

@@ -134,14 +134,17 @@ async fn verify(config: &Config, store: &Store) -> CommandResult {
         .instance_id()
         .map_err(|e| CommandError::usage(format!("{}: {e}", config.source.display())))?;
     let credentials = Credentials::resolve(config).map_err(CommandError::usage)?;
-    let vault = services::connect_vault(services::vault_settings(config, credentials.vault))
-        .await
-        .map_err(|e| {
-            CommandError::new(
-                e.exit(),
-                format!("{}; only the local chain was checked", e.message()),
-            )
-        })?;
+    let vault = services::connect_vault(
+        services::vault_settings(config, credentials.vault),
+        crate::traffic::Traffic::default(),
+    )
+    .await
+    .map_err(|e| {
+        CommandError::new(
+            e.exit(),
+            format!("{}; only the local chain was checked", e.message()),
+        )
+    })?;
     let location = vault.anchor_location(&instance);
     let observed = match vault.read_anchor(&instance).await {
         Ok(Some(o)) => o,

@@ -105,10 +105,11 @@ async fn lease(config: &crate::config::Config) -> Option<LeaseView> {
         Err(e) => return Some(unknown(e.to_string())),
     };
     let settings = crate::services::vault_settings(config, credentials.vault);
-    let read = match crate::services::connect_vault(settings).await {
-        Ok(vault) => vault.read_lease().await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let read =
+        match crate::services::connect_vault(settings, crate::traffic::Traffic::default()).await {
+            Ok(vault) => vault.read_lease().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
     Some(match read {
         Ok(Some(o)) if !o.record.is_released() => LeaseView {
             holder: Some(o.record.holder),

@@ -221,6 +221,7 @@ mod tests {
                 ok: false,
                 detail: format!("MASV answered 400: {name}"),
                 rotated: None,
+                took: Default::default(),
             });
             report.outcomes.push(ActionOutcome {
                 lineage,
@@ -229,6 +230,7 @@ mod tests {
                 ok: true,
                 detail: String::new(),
                 rotated: None,
+                took: Default::default(),
             });
             report.errors.push(format!("team x: {name}"));
         }

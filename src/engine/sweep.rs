@@ -64,6 +64,9 @@ pub struct ActionOutcome {
     /// Set when the action completed a rotation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotated: Option<Rotated>,
+    /// How long it took, by the engine's clock (`/metrics`).
+    #[serde(skip)]
+    pub took: std::time::Duration,
 }
 
 /// What a sweep did.
@@ -449,7 +452,9 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                 ));
                 break;
             }
+            let started = self.clock.now();
             let outcome = exec.carry_out(ctx, action).await;
+            let took = (self.clock.now() - started).to_std().unwrap_or_default();
             let (ok, detail, rotated) = match outcome {
                 Ok(rotated) => (true, String::new(), rotated),
                 Err(StepError::Crashed(c)) => return Err(c),
@@ -467,6 +472,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                     ok,
                     detail,
                     rotated,
+                    took,
                 });
             }
         }

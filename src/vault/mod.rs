@@ -25,6 +25,7 @@ mod anchor;
 mod error;
 mod kv;
 mod lease;
+mod ops;
 mod plain;
 mod port;
 mod secret;

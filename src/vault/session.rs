@@ -16,6 +16,7 @@ use super::transport::{Transport, VAULT_BODY_LIMIT};
 use super::{Inner, VaultAuth, VaultError, VaultSettings, VaultStore};
 use crate::config::SecretSource;
 use crate::redact;
+use crate::traffic::Traffic;
 
 /// The token (and namespace) requests carry, as vaultrs' middleware adds them.
 pub(super) type Caller = EndpointMiddleware;
@@ -89,6 +90,14 @@ impl Inner {
 impl VaultStore {
     /// Builds the client; with AppRole, logs in.
     pub async fn connect(settings: VaultSettings) -> Result<Self, VaultError> {
+        Self::connect_counted(settings, Traffic::default()).await
+    }
+
+    /// As [`VaultStore::connect`], counting every request into `traffic`.
+    pub async fn connect_counted(
+        settings: VaultSettings,
+        traffic: Traffic,
+    ) -> Result<Self, VaultError> {
         let address = settings.address.trim_end_matches('/').to_string();
         match reqwest::Url::parse(&address) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => {}
@@ -103,6 +112,7 @@ impl VaultStore {
             &address,
             http_client(settings.timeout, settings.ca_cert.as_deref())?,
             VAULT_BODY_LIMIT,
+            traffic,
         );
         let inner = Inner {
             address,

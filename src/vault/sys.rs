@@ -93,7 +93,8 @@ async fn raw_json(
             method: method.to_string(),
         },
     };
-    let response = request.send().await.map_err(failed)?;
+    let request = request.build().map_err(failed)?;
+    let response = transport.execute(request).await.map_err(failed)?;
     let status = response.status();
     let body = read_limited(response, transport.limit())
         .await

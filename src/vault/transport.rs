@@ -11,7 +11,9 @@ use vaultrs::api::EndpointMiddleware;
 use vaultrs::api::EndpointResult;
 use vaultrs::error::ClientError;
 
+use super::ops::op_of;
 use crate::bounded_body::read_limited;
+use crate::traffic::{no_answer, Traffic};
 
 /// The most any Vault answer may weigh (a secret, its metadata, a login).
 pub const VAULT_BODY_LIMIT: usize = 256 * 1024;
@@ -37,15 +39,31 @@ pub struct Transport {
     base: String,
     http: reqwest::Client,
     limit: usize,
+    traffic: Traffic,
 }
 
 impl Transport {
-    pub fn new(base: &str, http: reqwest::Client, limit: usize) -> Self {
+    pub fn new(base: &str, http: reqwest::Client, limit: usize, traffic: Traffic) -> Self {
         Transport {
             base: base.trim_end_matches('/').to_string(),
             http,
             limit,
+            traffic,
         }
+    }
+
+    /// Sends `request` and counts it by what came back (a status, or none).
+    pub async fn execute(&self, request: reqwest::Request) -> reqwest::Result<reqwest::Response> {
+        let op = op_of(request.method().as_str(), request.url().path());
+        let sent = self.http.execute(request).await;
+        let code = match &sent {
+            Ok(response) => response.status().as_str().to_string(),
+            Err(e) if e.is_timeout() => no_answer::TIMEOUT.into(),
+            Err(e) if e.is_connect() => no_answer::NOT_SENT.into(),
+            Err(_) => no_answer::LOST.into(),
+        };
+        self.traffic.vault(op, &code);
+        sent
     }
 
     pub fn base(&self) -> &str {
@@ -131,7 +149,6 @@ impl rustify::client::Client for Transport {
         let url = request.url().path().to_string();
         let method = request.method().to_string();
         let response = self
-            .http
             .execute(request)
             .await
             .map_err(|e| HttpError::RequestError {

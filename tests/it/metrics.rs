@@ -7,6 +7,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use masv_key_rotator::clock::{Clock, ManualClock, SharedClock};
+use masv_key_rotator::engine::executor::Rotated;
 use masv_key_rotator::engine::planner::{
     Action, ActionKind, KeyOutlook, KeyRole, LineagePlan, NextStep, Note,
 };
@@ -135,6 +136,7 @@ impl Scrape {
         assert!(body.ends_with('\n'), "exposition ends with a newline");
         let mut typed: HashSet<String> = HashSet::new();
         let mut helped: HashSet<String> = HashSet::new();
+        let mut histograms: HashSet<String> = HashSet::new();
         let mut samples = BTreeMap::new();
         for line in body.lines() {
             if let Some(rest) = line.strip_prefix("# HELP ") {
@@ -152,6 +154,9 @@ impl Scrape {
                 );
                 assert!(parts.next().is_none(), "{line:?}");
                 assert!(typed.insert(name.to_string()), "TYPE twice for {name}");
+                if kind == "histogram" {
+                    histograms.insert(name.to_string());
+                }
                 continue;
             }
             assert!(!line.starts_with('#'), "stray comment {line:?}");
@@ -165,7 +170,14 @@ impl Scrape {
                 name.starts_with("masv_key_rotator_"),
                 "unprefixed series {name}"
             );
-            assert!(typed.contains(name), "sample before its TYPE: {line:?}");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    name.strip_suffix(suffix)
+                        .filter(|f| histograms.contains(*f))
+                })
+                .unwrap_or(name);
+            assert!(typed.contains(family), "sample before its TYPE: {line:?}");
             let (mut labels, rest) = if line[name_end..].starts_with('{') {
                 parse_labels(&line[name_end + 1..], line)
             } else {
@@ -192,7 +204,7 @@ impl Scrape {
         }
     }
 
-    /// `get("rotations_total{outcome=ok}")`, labels sorted by name.
+    /// `get("rotations_total{result=ok}")`, labels sorted by name.
     fn get(&self, series: &str) -> f64 {
         let key = format!("masv_key_rotator_{series}");
         *self
@@ -223,6 +235,7 @@ fn outcome(name: &str, action: ActionKind, ok: bool) -> ActionOutcome {
             "permission denied".into()
         },
         rotated: None,
+        took: StdDuration::from_millis(800),
     }
 }
 
@@ -232,6 +245,17 @@ fn look(id: &str, role: KeyRole, next: NextStep, at: Option<DateTime<Utc>>) -> K
         role,
         next,
         next_at: at,
+        expiry: None,
+        last_request_at: None,
+    }
+}
+
+/// `look` for a key MASV lists with an expiry and a last use.
+fn listed(look: KeyOutlook, expiry: DateTime<Utc>, used: DateTime<Utc>) -> KeyOutlook {
+    KeyOutlook {
+        expiry: Some(expiry),
+        last_request_at: Some(used),
+        ..look
     }
 }
 
@@ -250,22 +274,30 @@ fn ok_report(now: DateTime<Utc>) -> SweepReport {
                 lineage: lineage("ci-build"),
                 actions: vec![],
                 notes: vec![],
-                keys: vec![look(
-                    "A",
-                    KeyRole::Current,
-                    NextStep::Rotate,
-                    Some(now + Duration::days(13)),
+                keys: vec![listed(
+                    look(
+                        "A",
+                        KeyRole::Current,
+                        NextStep::Rotate,
+                        Some(now + Duration::days(13)),
+                    ),
+                    now + Duration::days(14),
+                    now - Duration::hours(1),
                 )],
             },
             LineagePlan {
                 lineage: lineage("ci-deploy"),
                 actions: vec![],
                 notes: vec![],
-                keys: vec![look(
-                    "B",
-                    KeyRole::Current,
-                    NextStep::Rotate,
-                    Some(now - Duration::days(1)),
+                keys: vec![listed(
+                    look(
+                        "B",
+                        KeyRole::Current,
+                        NextStep::Rotate,
+                        Some(now - Duration::days(1)),
+                    ),
+                    now + Duration::hours(6),
+                    now - Duration::minutes(5),
                 )],
             },
             LineagePlan {
@@ -293,7 +325,14 @@ fn ok_report(now: DateTime<Utc>) -> SweepReport {
             },
         ],
         outcomes: vec![
-            outcome("ci-deploy", ActionKind::Rotate, true),
+            ActionOutcome {
+                rotated: Some(Rotated {
+                    rotation_id: "R1".into(),
+                    new_key_id: "B2".into(),
+                    previous_key_id: Some("B".into()),
+                }),
+                ..outcome("ci-deploy", ActionKind::Rotate, true)
+            },
             outcome("ci-build", ActionKind::Deactivate, true),
         ],
         ..SweepReport::default()
@@ -341,8 +380,8 @@ async fn before_any_sweep_healthz_is_503_and_metrics_are_zero() {
     let m = s.scrape().await;
     assert_eq!(m.get("sweeps_total{result=ok}"), 0.0);
     assert_eq!(m.get("sweeps_total{result=failed}"), 0.0);
-    assert_eq!(m.get("rotations_total{outcome=ok}"), 0.0);
-    assert_eq!(m.get("rotations_total{outcome=failed}"), 0.0);
+    assert_eq!(m.get("rotations_total{result=ok}"), 0.0);
+    assert_eq!(m.get("rotations_total{result=failed}"), 0.0);
     assert_eq!(m.get("last_success_timestamp_seconds"), 0.0);
     assert_eq!(m.get("healthy"), 0.0);
     assert_eq!(m.get("keys{role=current}"), 0.0);
@@ -365,12 +404,13 @@ async fn an_ok_sweep_is_counted_and_healthy() {
         m.get("last_success_timestamp_seconds"),
         now.timestamp() as f64
     );
-    assert_eq!(m.get("rotations_total{outcome=ok}"), 1.0);
-    assert_eq!(m.get("rotations_total{outcome=failed}"), 0.0);
-    assert_eq!(m.get("actions_total{action=rotate,outcome=ok}"), 1.0);
-    assert_eq!(m.get("actions_total{action=deactivate,outcome=ok}"), 1.0);
-    assert_eq!(m.get("keys{role=current}"), 3.0);
-    assert_eq!(m.get("keys{role=retiring}"), 1.0);
+    assert_eq!(m.get("rotations_total{result=ok}"), 1.0);
+    assert_eq!(m.get("rotations_total{result=failed}"), 0.0);
+    assert_eq!(m.get("actions_total{action=rotate,result=ok}"), 1.0);
+    assert_eq!(m.get("actions_total{action=deactivate,result=ok}"), 1.0);
+    // B was replaced by this sweep's rotation: it retires at once.
+    assert_eq!(m.get("keys{role=current}"), 2.0);
+    assert_eq!(m.get("keys{role=retiring}"), 2.0);
     assert_eq!(m.get("keys{role=other}"), 1.0);
     assert_eq!(m.get("keys{role=incoming}"), 0.0);
     assert_eq!(m.get("stale_keys"), 1.0);
@@ -379,37 +419,65 @@ async fn an_ok_sweep_is_counted_and_healthy() {
     assert_eq!(m.get("managed_keys"), 5.0);
     assert_eq!(m.get("unmanaged_keys"), 2.0);
     assert_eq!(m.get("healthy"), 1.0);
+    // The rotation's duration, in the +Inf bucket and the one of 1 s.
+    assert_eq!(m.get("rotation_duration_seconds_count"), 1.0);
+    assert_eq!(m.get("rotation_duration_seconds_sum"), 0.8);
+    assert_eq!(m.get("rotation_duration_seconds_bucket{le=0.5}"), 0.0);
+    assert_eq!(m.get("rotation_duration_seconds_bucket{le=1}"), 1.0);
+
+    // Per key: expiry and last use as listed, with the role the sweep left.
+    let key = |id: &str, name: &str, role: &str| {
+        format!("{{key_id={id},key_name={name},role={role},team_id={TEAM}}}")
+    };
     assert_eq!(
         m.get(&format!(
-            "seconds_to_next_rotation{{lineage=ci-build,team_id={TEAM}}}"
+            "key_expiry_timestamp_seconds{}",
+            key("A", "ci-build", "current")
         )),
-        13.0 * 86400.0
+        (now + Duration::days(14)).timestamp() as f64
+    );
+    assert_eq!(
+        m.get(&format!(
+            "key_last_request_timestamp_seconds{}",
+            key("A", "ci-build", "current")
+        )),
+        (now - Duration::hours(1)).timestamp() as f64
+    );
+    assert_eq!(
+        m.get(&format!(
+            "key_expiry_timestamp_seconds{}",
+            key("B", "ci-deploy", "retiring")
+        )),
+        (now + Duration::hours(6)).timestamp() as f64
+    );
+    assert!(!m.has(&format!(
+        "key_expiry_timestamp_seconds{}",
+        key("B", "ci-deploy", "current")
+    )));
+    // Listed without an expiry (it never expires) or a last use: no series.
+    assert!(!m.has(&format!(
+        "key_expiry_timestamp_seconds{}",
+        key("E", "render-\"node\"\\1", "other")
+    )));
+    assert!(!m.body.contains("key_id=\"E\""), "{}", m.body);
+
+    let lineage =
+        |name: &str| format!("next_rotation_timestamp_seconds{{key_name={name},team_id={TEAM}}}");
+    assert_eq!(
+        m.get(&lineage("ci-build")),
+        (now + Duration::days(13)).timestamp() as f64
     );
     // Just rotated: the old key's due date would read as overdue, so no series.
-    assert!(!m.has(&format!(
-        "seconds_to_next_rotation{{lineage=ci-deploy,team_id={TEAM}}}"
-    )));
+    assert!(!m.has(&lineage("ci-deploy")));
     // A name with a quote and a backslash survives escaping (the parser unescapes).
     assert!(
-        m.body.contains(r#"lineage="render-\"node\"\\1""#),
+        m.body.contains(r#"key_name="render-\"node\"\\1""#),
         "{}",
         m.body
     );
     assert_eq!(
-        m.get(&format!(
-            "seconds_to_next_rotation{{lineage=render-\"node\"\\1,team_id={TEAM}}}"
-        )),
-        86400.0
-    );
-
-    // The gauge counts down with the clock, at scrape time.
-    clock.advance(Duration::hours(1));
-    let m = s.scrape().await;
-    assert_eq!(
-        m.get(&format!(
-            "seconds_to_next_rotation{{lineage=ci-build,team_id={TEAM}}}"
-        )),
-        13.0 * 86400.0 - 3600.0
+        m.get(&lineage("render-\"node\"\\1")),
+        (now + Duration::days(1)).timestamp() as f64
     );
     s.stop().await;
 }
@@ -430,10 +498,10 @@ async fn a_failed_sweep_is_counted_and_unhealthy_until_an_ok_one() {
     assert_eq!(m.get("sweeps_total{result=ok}"), 1.0);
     assert_eq!(m.get("sweeps_total{result=failed}"), 1.0);
     assert_eq!(m.get("sweep_duration_seconds"), 4.0);
-    assert_eq!(m.get("rotations_total{outcome=ok}"), 1.0);
-    assert_eq!(m.get("rotations_total{outcome=failed}"), 1.0);
-    assert_eq!(m.get("actions_total{action=rotate,outcome=failed}"), 1.0);
-    assert_eq!(m.get("actions_total{action=rotate,outcome=ok}"), 1.0);
+    assert_eq!(m.get("rotations_total{result=ok}"), 1.0);
+    assert_eq!(m.get("rotations_total{result=failed}"), 1.0);
+    assert_eq!(m.get("actions_total{action=rotate,result=failed}"), 1.0);
+    assert_eq!(m.get("actions_total{action=rotate,result=ok}"), 1.0);
     // The last success stays where it was.
     assert_eq!(
         m.get("last_success_timestamp_seconds"),
@@ -443,15 +511,14 @@ async fn a_failed_sweep_is_counted_and_unhealthy_until_an_ok_one() {
     assert_eq!(m.get("lineages"), 1.0);
     assert_eq!(m.get("stale_keys"), 0.0);
     assert_eq!(m.get("keys{role=retiring}"), 0.0);
+    let lineage =
+        |name: &str| format!("next_rotation_timestamp_seconds{{key_name={name},team_id={TEAM}}}");
     assert_eq!(
-        m.get(&format!(
-            "seconds_to_next_rotation{{lineage=ci-build,team_id={TEAM}}}"
-        )),
-        -7200.0
+        m.get(&lineage("ci-build")),
+        (clock.now() - Duration::hours(2)).timestamp() as f64,
+        "overdue: in the past"
     );
-    assert!(!m.has(&format!(
-        "seconds_to_next_rotation{{lineage=ci-deploy,team_id={TEAM}}}"
-    )));
+    assert!(!m.has(&lineage("ci-deploy")));
     assert_eq!(m.get("healthy"), 0.0);
 
     metrics.record_sweep(&ok_report(clock.now()));
@@ -549,15 +616,16 @@ async fn a_real_sweep_is_exported_without_any_secret() {
     assert_eq!(s.healthz().await.0, 200);
     let m = s.scrape().await;
     // Both lineages adopted in the first sweep (no secret in Vault yet).
-    assert_eq!(m.get("rotations_total{outcome=ok}"), 2.0);
-    assert_eq!(m.get("rotations_total{outcome=failed}"), 0.0);
+    assert_eq!(m.get("rotations_total{result=ok}"), 2.0);
+    assert_eq!(m.get("rotations_total{result=failed}"), 0.0);
     assert_eq!(m.get("sweeps_total{result=ok}"), 2.0);
     assert_eq!(m.get("lineages"), 2.0);
     // The second sweep sees the new keys as current, due well in the future.
     let due = m.get(&format!(
-        "seconds_to_next_rotation{{lineage=ci-build,team_id={TEAM}}}"
+        "next_rotation_timestamp_seconds{{key_name=ci-build,team_id={TEAM}}}"
     ));
-    assert!(due > 86400.0, "{due}");
+    let now = w.clock.now().timestamp() as f64;
+    assert!(due > now + 86400.0, "{due}");
     for secret in w.sim.issued_secrets() {
         assert!(!m.body.contains(&secret), "a secret is in /metrics");
     }

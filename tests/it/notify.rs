@@ -142,6 +142,7 @@ pub fn failed(name: &str, action: ActionKind, key: Option<&str>, detail: &str) -
         ok: false,
         detail: detail.into(),
         rotated: None,
+        took: StdDuration::ZERO,
     }
 }
 
@@ -251,8 +252,7 @@ async fn a_webhook_answering_500_is_tried_three_times_then_counted_as_failed() {
     let metrics = Metrics::new(StdDuration::from_secs(60), Arc::new(SystemClock));
     let before = metrics.render();
     assert!(
-        before
-            .contains("masv_key_rotator_webhook_deliveries_failed_total{reason=\"undelivered\"} 0"),
+        before.contains("masv_key_rotator_webhook_deliveries_total{result=\"undelivered\"} 0"),
         "{before}"
     );
     metrics.count_webhook(n.stats_source());
@@ -262,10 +262,10 @@ async fn a_webhook_answering_500_is_tried_three_times_then_counted_as_failed() {
     assert_eq!(kinds(&hook.drain()), ["rotation.failed"; 3]);
     let after = metrics.render();
     for line in [
-        "# TYPE masv_key_rotator_webhook_deliveries_failed_total counter",
-        "masv_key_rotator_webhook_deliveries_failed_total{reason=\"undelivered\"} 1",
-        "masv_key_rotator_webhook_deliveries_failed_total{reason=\"queue_full\"} 0",
-        "masv_key_rotator_webhook_deliveries_total 0",
+        "# TYPE masv_key_rotator_webhook_deliveries_total counter",
+        "masv_key_rotator_webhook_deliveries_total{result=\"undelivered\"} 1",
+        "masv_key_rotator_webhook_deliveries_total{result=\"queue_full\"} 0",
+        "masv_key_rotator_webhook_deliveries_total{result=\"delivered\"} 0",
     ] {
         assert!(after.lines().any(|l| l == line), "{line} in {after}");
     }
@@ -345,8 +345,7 @@ async fn a_hanging_webhook_never_delays_notify_and_a_full_queue_drops() {
     assert!(
         shown
             .lines()
-            .any(|l| l
-                == "masv_key_rotator_webhook_deliveries_failed_total{reason=\"queue_full\"} 3"),
+            .any(|l| l == "masv_key_rotator_webhook_deliveries_total{result=\"queue_full\"} 3"),
         "{shown}"
     );
 

@@ -277,6 +277,19 @@ pub enum KeyRole {
     Other,
 }
 
+impl KeyRole {
+    /// Its name in output (`status --json`, `/metrics`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Current => "current",
+            KeyRole::Retiring => "retiring",
+            KeyRole::Incoming => "incoming",
+            KeyRole::Orphan => "orphan",
+            KeyRole::Other => "other",
+        }
+    }
+}
+
 /// What happens next to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -314,6 +327,12 @@ pub struct KeyOutlook {
     pub next: NextStep,
     /// When the next step is due (None: not scheduled).
     pub next_at: Option<DateTime<Utc>>,
+    /// When the key expires (None: never, or not listed), for `/metrics`.
+    #[serde(skip)]
+    pub expiry: Option<DateTime<Utc>>,
+    /// When the key was last used (None: never, or not listed), for `/metrics`.
+    #[serde(skip)]
+    pub last_request_at: Option<DateTime<Utc>>,
 }
 
 /// The plan for one lineage.
@@ -390,6 +409,8 @@ impl Draft {
                 role,
                 next,
                 next_at,
+                expiry: None,
+                last_request_at: None,
             },
         );
     }
@@ -408,7 +429,18 @@ pub fn plan_lineage(s: &LineageSnapshot<'_>) -> LineagePlan {
         lineage: s.lineage.clone(),
         actions: draft.actions,
         notes: draft.notes,
-        keys: draft.outlook.into_values().collect(),
+        keys: draft
+            .outlook
+            .into_values()
+            .map(|look| {
+                let listed = facts.by_id.get(look.key_id.as_str());
+                KeyOutlook {
+                    expiry: listed.and_then(|k| k.expiry),
+                    last_request_at: listed.and_then(|k| k.last_request_at),
+                    ..look
+                }
+            })
+            .collect(),
     }
 }
 

@@ -21,6 +21,8 @@ use crate::masv::error::MasvError;
 pub(super) struct Request<'a> {
     /// What the call does, for errors and logs.
     pub(super) call: &'a str,
+    /// Which endpoint it reaches, for `/metrics`.
+    pub(super) endpoint: &'static str,
     pub(super) method: &'a Method,
     pub(super) url: &'a reqwest::Url,
     pub(super) auth: Auth<'a>,
@@ -41,6 +43,7 @@ impl MasvClient {
     ) -> Result<(StatusCode, Bytes), MasvError> {
         let Request {
             call,
+            endpoint,
             method,
             url,
             ref auth,
@@ -52,7 +55,10 @@ impl MasvClient {
             if let Some(n) = attempts {
                 n.fetch_add(1, Ordering::Relaxed);
             }
-            let delay = match self.exchange(method, url, auth, body, BODY_LIMIT).await {
+            let delay = match self
+                .exchange(endpoint, method, url, auth, body, BODY_LIMIT)
+                .await
+            {
                 Exchange::Response {
                     status,
                     retry_after,
@@ -148,6 +154,7 @@ impl MasvClient {
     pub(super) async fn user_call(
         &self,
         call: String,
+        endpoint: &'static str,
         method: Method,
         url: reqwest::Url,
         body: Option<serde_json::Value>,
@@ -155,7 +162,15 @@ impl MasvClient {
     ) -> Result<(StatusCode, Bytes, bool), MasvError> {
         let deadline = Instant::now() + self.inner.retry.deadline;
         let idempotent = method != Method::POST;
-        let attempts = self.user_attempts(&call, &method, &url, body.as_ref(), limit, deadline);
+        let attempts = self.user_attempts(
+            &call,
+            endpoint,
+            &method,
+            &url,
+            body.as_ref(),
+            limit,
+            deadline,
+        );
         match tokio::time::timeout_at(deadline, attempts).await {
             Ok(result) => result,
             Err(_) if idempotent => Err(MasvError::Timeout { call }),
@@ -166,9 +181,11 @@ impl MasvClient {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn user_attempts(
         &self,
         call: &str,
+        endpoint: &'static str,
         method: &Method,
         url: &reqwest::Url,
         body: Option<&serde_json::Value>,
@@ -187,7 +204,9 @@ impl MasvClient {
         loop {
             attempt += 1;
             let generation = self.current_generation().await;
-            let outcome = self.exchange(method, url, &Auth::User, body, limit).await;
+            let outcome = self
+                .exchange(endpoint, method, url, &Auth::User, body, limit)
+                .await;
             let delay = match outcome {
                 Exchange::Response { status, body, .. } if status.is_success() => {
                     return Ok((status, body, maybe_done));

@@ -14,6 +14,7 @@ use super::MasvClient;
 use crate::bounded_body::read_limited;
 use crate::masv::answers::{exchange_failure, BODY_LIMIT};
 use crate::masv::retry::parse_retry_after;
+use crate::traffic::no_answer;
 
 /// How a request authenticates.
 pub(super) enum Auth<'a> {
@@ -46,6 +47,7 @@ impl MasvClient {
     /// A success body may weigh up to `limit`; an error body up to [`BODY_LIMIT`].
     pub(super) async fn exchange(
         &self,
+        endpoint: &'static str,
         method: &Method,
         url: &reqwest::Url,
         auth: &Auth<'_>,
@@ -89,6 +91,21 @@ impl MasvClient {
             .await
             .expect("semaphore never closed");
         self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let exchange = self.send_and_read(req, limit).await;
+        let code = match &exchange {
+            Exchange::Response { status, .. } | Exchange::TooLarge { status, .. } => {
+                status.as_str()
+            }
+            Exchange::NotSent(_) => no_answer::NOT_SENT,
+            Exchange::TimedOut => no_answer::TIMEOUT,
+            Exchange::Lost(_) => no_answer::LOST,
+        };
+        self.inner.traffic.masv(endpoint, code);
+        exchange
+    }
+
+    /// Sends `req` and reads its answer up to the limit that fits its status.
+    async fn send_and_read(&self, req: reqwest::RequestBuilder, limit: usize) -> Exchange {
         let response = match req.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return Exchange::TimedOut,

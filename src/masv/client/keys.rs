@@ -29,7 +29,14 @@ impl MasvClient {
         let team = checked_id(&call, "team id", team_id)?;
         let url = self.url(&["teams", team, "api_keys"]);
         let (_, body, _) = self
-            .user_call(call.clone(), Method::GET, url, None, LIST_BODY_LIMIT)
+            .user_call(
+                call.clone(),
+                "list_keys",
+                Method::GET,
+                url,
+                None,
+                LIST_BODY_LIMIT,
+            )
             .await?;
         decode_key_list(&call, &body)
     }
@@ -48,7 +55,14 @@ impl MasvClient {
             reason: e.to_string(),
         })?;
         let (_, bytes, _) = self
-            .user_call(call.clone(), Method::POST, url, Some(body), BODY_LIMIT)
+            .user_call(
+                call.clone(),
+                "create_key",
+                Method::POST,
+                url,
+                Some(body),
+                BODY_LIMIT,
+            )
             .await?;
         // The key exists now; an answer we cannot take means we lost its secret,
         // and the engine finds the key by its marker and cleans it up.
@@ -85,6 +99,7 @@ impl MasvClient {
         let (_, bytes, _) = self
             .user_call(
                 call.clone(),
+                "update_key",
                 Method::PUT,
                 self.url(&["api_keys", id]),
                 Some(body),
@@ -106,7 +121,7 @@ impl MasvClient {
         let call = format!("{verb} api key {}", shown(key_id));
         let id = checked_id(&call, "key id", key_id)?;
         let url = self.url(&["api_keys", id, action.as_str()]);
-        self.user_call(call, Method::PUT, url, None, BODY_LIMIT)
+        self.user_call(call, "set_key_state", Method::PUT, url, None, BODY_LIMIT)
             .await?;
         Ok(())
     }
@@ -117,7 +132,7 @@ impl MasvClient {
         let call = format!("delete api key {}", shown(key_id));
         let id = checked_id(&call, "key id", key_id)?;
         let url = self.url(&["api_keys", id]);
-        self.user_call(call, Method::DELETE, url, None, BODY_LIMIT)
+        self.user_call(call, "delete_key", Method::DELETE, url, None, BODY_LIMIT)
             .await?;
         Ok(())
     }
@@ -133,6 +148,7 @@ impl MasvClient {
         let deadline = Instant::now() + self.inner.retry.deadline;
         let request = Request {
             call: &call,
+            endpoint: "check_key",
             method: &Method::GET,
             url: &url,
             auth: Auth::ApiKey(api_key),

@@ -70,6 +70,7 @@ impl MasvClient {
             .idempotent_call(
                 &Request {
                     call: &call,
+                    endpoint: "login",
                     method: &Method::POST,
                     url: &self.url(&["auth"]),
                     auth: Auth::None,

@@ -45,6 +45,7 @@ use super::error::MasvError;
 pub use super::retry::RetryPolicy;
 use crate::config::MasvConfig;
 use crate::redact;
+use crate::traffic::Traffic;
 pub use login::LoginInfo;
 use login::Session;
 pub use stats::ClientStats;
@@ -84,6 +85,7 @@ struct Inner {
     permits: Semaphore,
     session: Mutex<Session>,
     counters: Counters,
+    traffic: Traffic,
 }
 
 /// The MASV client; clones share the session, the semaphore and the counters.
@@ -98,6 +100,11 @@ pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl MasvClient {
     pub fn new(settings: MasvSettings) -> Result<Self, MasvError> {
+        Self::counted(settings, Traffic::default())
+    }
+
+    /// As [`MasvClient::new`], counting every request into `traffic`.
+    pub fn counted(settings: MasvSettings, traffic: Traffic) -> Result<Self, MasvError> {
         let raw = settings.base_url.trim_end_matches('/');
         let base = reqwest::Url::parse(raw).map_err(|e| MasvError::Config {
             reason: format!("base URL {raw:?}: {e}"),
@@ -132,6 +139,7 @@ impl MasvClient {
                 permits: Semaphore::new(settings.max_concurrency.max(1)),
                 session: Mutex::new(Session::default()),
                 counters: Counters::default(),
+                traffic,
             }),
         })
     }
