@@ -20,7 +20,7 @@
 //!
 //! Two alerts of the earlier webhook have no event in the contract, and are not
 //! sent: a failed deactivation, delete or cleanup (the sweep logs it, counts it
-//! in `actions_total{outcome="failed"}`, fails `/healthz` and exits 1, and the
+//! in `actions_total{result="failed"}`, fails `/healthz` and exits 1, and the
 //! next sweep tries again), and a suspended key (`status`, `report` and the
 //! `suspended_keys` gauge show it; a suspended *current* key makes its lineage
 //! due, and that rotation raises its own events).

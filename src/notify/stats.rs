@@ -1,6 +1,6 @@
 //! What happened to events so far: counters the queue and the delivery task
 //! bump, read by tests, by shutdown and by `/metrics`
-//! (`webhook_deliveries_failed_total`).
+//! (`webhook_deliveries_total`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

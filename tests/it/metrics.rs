@@ -631,3 +631,75 @@ async fn a_real_sweep_is_exported_without_any_secret() {
     }
     s.stop().await;
 }
+
+/// The names of the `masv_key_rotator_` series in `text`, without the
+/// histogram suffixes.
+fn series_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("masv_key_rotator_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let name = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| f.ends_with("_seconds")))
+            .unwrap_or(name);
+        if name != "masv_key_rotator_" {
+            names.insert(name.to_string());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The alert rules and README speak of the series the daemon really exports,
+/// and README lists every one of them.
+#[tokio::test]
+async fn the_alert_rules_and_readme_name_exactly_the_exported_series() {
+    use masv_key_rotator::lease::{LeaseRole, LeaseStatus};
+    let (clock, metrics) = rig();
+    metrics.record_sweep(&ok_report(clock.now()));
+    let (_keep, lease) = tokio::sync::watch::channel(LeaseStatus {
+        me: "a".into(),
+        role: LeaseRole::Holder,
+        holder: Some("a".into()),
+        expires_at: Some(clock.now()),
+        token: Some(1),
+        term: 1,
+        previous: None,
+        transitions: 1,
+        lost_because: None,
+    });
+    metrics.follow_lease(lease, StdDuration::from_secs(30));
+    let rendered = metrics.render();
+    let mut exported = series_names(&rendered);
+    // Counted by the adapters; a sweep report has none.
+    exported.insert("masv_key_rotator_masv_requests_total".into());
+    exported.insert("masv_key_rotator_vault_requests_total".into());
+    assert!(exported.len() > 25, "{exported:?}");
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).unwrap();
+    let used = series_names(&rules);
+    assert_eq!(used.len(), 9, "{used:?}");
+    for name in &used {
+        assert!(
+            exported.contains(name),
+            "alerts.yml uses {name}, which is not exported"
+        );
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let listed = series_names(&readme);
+    for name in &exported {
+        assert!(listed.contains(name), "README does not list {name}");
+    }
+    for name in &listed {
+        assert!(
+            exported.contains(name),
+            "README lists {name}, which is not exported"
+        );
+    }
+}
