@@ -94,6 +94,10 @@ pub struct LoopHooks<'a> {
     pub settle_after: Duration,
     /// With `[ha]`: sweep only while holding the lease.
     pub lease: Option<LeaseGate>,
+    /// Sweep once at once, before the first tick: at start (unfinished
+    /// rotations resume without waiting) and after a reload that was applied
+    /// (the new config takes effect at once).
+    pub sweep_at_start: bool,
 }
 
 /// The lease as the sweep loop sees it.
@@ -178,6 +182,7 @@ where
         idle_every,
         settle_after,
         mut lease,
+        sweep_at_start,
     } = hooks;
     let mut settle = HeapSettle {
         settle_after,
@@ -212,8 +217,7 @@ where
 
     let mut stats = LoopStats::default();
     let running = AtomicU64::new(0);
-    // Sweep once at start: unfinished rotations resume without waiting for a tick.
-    let mut first = true;
+    let mut first = sweep_at_start;
     let mut idle = tokio::time::interval(idle_every);
     idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -282,10 +286,10 @@ where
     }
     let _ = scheduler.shutdown().await;
     stats.skipped_ticks = skipped.load(Ordering::SeqCst);
-    info!(
+    debug!(
         sweeps = stats.sweeps,
         skipped_ticks = stats.skipped_ticks,
-        "stopped"
+        "sweep schedule ended"
     );
     Ok(stats)
 }

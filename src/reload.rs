@@ -71,26 +71,26 @@ pub struct Running {
 
 /// What `run` goes on with after a SIGHUP: the config at `path` and a new
 /// engine over it (calling `heartbeat` between steps), or `running` as it was
-/// if any of it is wrong.
+/// if any of it is wrong; and whether the new one was taken.
 pub async fn reload(
     path: &Path,
     running: Running,
     heartbeat: Heartbeat,
     fence: Option<Arc<dyn Fence>>,
     traffic: Traffic,
-) -> Running {
+) -> (Running, bool) {
     match load(path, heartbeat, fence, traffic).await {
         Ok(next) => {
             if next.config.ha != running.config.ha {
                 warn!("[ha] changed: the lease keeps its settings from the start until a restart");
             }
-            info!(cron = %next.config.schedule.cron, teams = next.config.teams.len(), "config reloaded");
+            info!(cron = %next.config.schedule.cron, teams = next.config.teams.len(), "config reloaded; sweeping once now under it, then on the schedule");
             crate::plain_http::warn_opt_outs(&next.config);
-            next
+            (next, true)
         }
         Err(e) => {
             error!(error = %e, "reloaded config rejected; keeping the running one");
-            running
+            (running, false)
         }
     }
 }

@@ -227,6 +227,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
     // The latest sweep's anchor write, awaited (bounded) before exit.
     let anchoring: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
     let mut running = Running { config, engine };
+    let mut sweep_at_start = true;
     loop {
         let round = shutdown.child_token();
         let Running { config, engine } = running;
@@ -269,6 +270,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
                     idle_every,
                     settle_after: SETTLE_AFTER_SWEEP,
                     lease: gate.clone(),
+                    sweep_at_start,
                 },
             );
             tokio::pin!(sweeping);
@@ -282,6 +284,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
                     break;
                 }
                 () = reloads.next() => {
+                    info!("SIGHUP: re-reading the config once the step in flight, if any, has finished");
                     notifier.reloading();
                     round.cancel();
                     let _ = sweeping.await;
@@ -291,8 +294,10 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
         if shutdown.is_cancelled() {
             break;
         }
-        // SIGHUP: take the new config only if it is entirely valid.
-        running = reload::reload(
+        // SIGHUP: take the new config only if it is entirely valid, and then
+        // sweep once at once under it; a rejected one changes nothing, so the
+        // schedule simply goes on.
+        (running, sweep_at_start) = reload::reload(
             path,
             Running { config, engine },
             watchdog(&notifier, &metrics),
@@ -312,6 +317,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
         notifier.ready();
     }
     notifier.stopping();
+    info!("stopping: the sweeps have ended");
     let last_anchor = anchoring
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -45,6 +45,7 @@ async fn a_sweep_slower_than_its_interval_never_overlaps() {
         idle_every: StdDuration::from_secs(1),
         settle_after: StdDuration::from_secs(60),
         lease: None,
+        sweep_at_start: true,
     };
     let stats = sweep_loop(&engine, &cron("* * * * * *"), shutdown, hooks)
         .await
@@ -86,6 +87,7 @@ async fn freed_memory_is_given_back_once_after_each_sweep() {
         idle_every: StdDuration::from_millis(20),
         settle_after: StdDuration::from_millis(100),
         lease: None,
+        sweep_at_start: true,
     };
     // Only the start-up sweep: the schedule's next tick is on 1 January.
     let stopper = {
@@ -429,6 +431,81 @@ async fn sighup_reloads_a_valid_config_and_keeps_the_old_on_an_invalid_one() {
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     }
     assert_eq!(daemon.stop().await, Some(0));
+}
+
+/// A reload says what it does: it waits for the step in flight, then an
+/// applied config is swept once at once (even on an hourly schedule), and a
+/// rejected one changes nothing, not even the schedule's rhythm.
+#[tokio::test]
+async fn sighup_logs_a_reload_not_a_stop_and_sweeps_at_once_only_when_applied() {
+    let w = World::new().await;
+    w.seed("ci-build", Duration::days(10), Some(Duration::days(2)));
+    w.seed("laptop-7", Duration::days(10), Some(Duration::days(2)));
+    let config = w.write_config("\n[schedule]\ncron = \"0 0 * * * *\"\n");
+    let daemon = Daemon::start(&config, &[]);
+    daemon.wait_for_log("sweep finished").await;
+    let sweeps = || daemon.log().matches("sweep finished").count();
+    let valid = std::fs::read_to_string(&config).unwrap().replace(
+        "keys = [\"ci-*\", \"render-*\"]",
+        "keys = [\"ci-*\", \"render-*\", \"laptop-*\"]",
+    );
+    std::fs::write(&config, &valid).unwrap();
+    daemon.signal("-HUP");
+    daemon
+        .wait_for_log("config reloaded; sweeping once now")
+        .await;
+    let started = Instant::now();
+    while w.current("laptop-7").await.is_none() || sweeps() < 2 {
+        assert!(
+            started.elapsed() < StdDuration::from_secs(20),
+            "no sweep at once after the reload:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    // Rejected: no sweep. A valid reload after it sweeps once more, so three
+    // sweeps in all prove the rejected one added none.
+    std::fs::write(&config, valid.replace("0 0 * * * *", "every minute")).unwrap();
+    daemon.signal("-HUP");
+    daemon.wait_for_log("reloaded config rejected").await;
+    std::fs::write(&config, &valid).unwrap();
+    daemon.signal("-HUP");
+    let started = Instant::now();
+    while daemon.log().matches("config reloaded;").count() < 2 || sweeps() < 3 {
+        assert!(
+            started.elapsed() < StdDuration::from_secs(20),
+            "the second valid reload was not swept:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    let log = daemon.log();
+    assert_eq!(
+        log.matches("SIGHUP: re-reading the config").count(),
+        3,
+        "{log}"
+    );
+    assert!(
+        !log.contains("stopping"),
+        "a reload reads like a stop:\n{log}"
+    );
+    let after = daemon.log.clone();
+    assert_eq!(daemon.stop().await, Some(0));
+    let started = Instant::now();
+    while !after
+        .lock()
+        .unwrap()
+        .contains("stopping: the sweeps have ended")
+    {
+        assert!(
+            started.elapsed() < StdDuration::from_secs(5),
+            "{}",
+            after.lock().unwrap()
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let log = after.lock().unwrap().clone();
+    assert_eq!(log.matches("sweep finished").count(), 3, "{log}");
 }
 
 #[tokio::test]
