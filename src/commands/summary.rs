@@ -13,13 +13,18 @@ fn describe(action: &Action) -> String {
         Action::Rotate {
             reason, old_key_id, ..
         } => match old_key_id {
-            Some(old) => format!("rotate ({reason}): replace {old}"),
-            None => format!("rotate ({reason}): create the lineage's first managed key"),
+            Some(old) => format!("rotate ({}): replace {old}", reason.words()),
+            None => format!(
+                "rotate ({}): create the lineage's first managed key",
+                reason.words()
+            ),
         },
         Action::Resume { rotation_id, phase } => {
             format!("resume rotation {rotation_id} (was {phase})")
         }
-        Action::Deactivate { key_id, reason } => format!("deactivate {key_id} ({reason:?})"),
+        Action::Deactivate { key_id, reason } => {
+            format!("deactivate {key_id} ({})", reason.words())
+        }
         Action::Delete { key_id } => format!("delete {key_id}"),
         Action::CleanupOrphan {
             key_id,
@@ -264,6 +269,38 @@ mod tests {
             assert!(out.lines().all(|l| known(&l)), "{out}");
             assert!(out.lines().filter(|l| l.starts_with("result: ")).count() <= 1);
             assert!(out.contains("ci-x\\nresult: 99 action(s) ok"), "{out}");
+        }
+    }
+
+    /// Plan lines give reasons in the words the webhook and the audit log
+    /// use, never an enum's name.
+    #[test]
+    fn plan_lines_give_reasons_in_words() {
+        let rotate = Action::Rotate {
+            reason: DueReason::Expiring,
+            old_key_id: Some("K1".into()),
+            cas: 2,
+        };
+        assert_eq!(
+            describe(&rotate),
+            "rotate (the current key is within rotate_before_expiry): replace K1"
+        );
+        for (reason, words) in [
+            (
+                DeactivateReason::GraceAndIdle,
+                "grace_period passed and idle for idle_before_deactivate",
+            ),
+            (
+                DeactivateReason::MaxOverlap,
+                "max_overlap has passed (it may still have been in use)",
+            ),
+        ] {
+            let line = describe(&Action::Deactivate {
+                key_id: "K0".into(),
+                reason,
+            });
+            assert_eq!(line, format!("deactivate K0 ({words})"));
+            assert!(!line.contains("GraceAndIdle") && !line.contains("MaxOverlap"));
         }
     }
 }

@@ -68,6 +68,21 @@ impl DueReason {
             DueReason::Takeover => "takeover",
         }
     }
+
+    /// Why, in an operator's words: the same in `once`, `rotate`, `demo`,
+    /// the webhook's events and the logs.
+    pub fn words(self) -> &'static str {
+        match self {
+            DueReason::Adoption => "adoption (the lineage had no secret in Vault)",
+            DueReason::CurrentGone => "the current key is no longer listed by MASV",
+            DueReason::CurrentSuspended => "the current key is suspended",
+            DueReason::CurrentInactive => "the current key is inactive",
+            DueReason::Expiring => "the current key is within rotate_before_expiry",
+            DueReason::MaxAge => "the current key is older than max_age",
+            DueReason::Manual => "asked for by rotate",
+            DueReason::Takeover => "left in flight by another instance, taken over",
+        }
+    }
 }
 
 impl fmt::Display for DueReason {

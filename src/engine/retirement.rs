@@ -47,10 +47,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                 ..r.clone()
             })
         };
-        let why = match reason {
-            DeactivateReason::GraceAndIdle => "grace period over and idle",
-            DeactivateReason::MaxOverlap => "max_overlap reached",
-        };
+        let why = reason.words();
         let step = about(
             &ctx.lineage,
             Some(key_id),

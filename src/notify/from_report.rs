@@ -138,7 +138,7 @@ fn outcome_events(
                 return vec![]; // a resume that rolled back
             };
             let detail = match action {
-                Some(Action::Rotate { reason, .. }) => format!("due: {}", due(*reason)),
+                Some(Action::Rotate { reason, .. }) => format!("due: {}", reason.words()),
                 _ => "an interrupted rotation was finished".to_string(),
             };
             let ids = Ids {
@@ -176,14 +176,12 @@ fn outcome_events(
             outcome.detail.clone(),
         )],
         (ActionKind::Deactivate, true) => {
-            let detail = match action {
-                Some(Action::Deactivate {
-                    reason: DeactivateReason::MaxOverlap,
-                    ..
-                }) => "replaced, and max_overlap has passed (it may still have been in use)",
-                _ => "replaced, grace_period passed and idle for idle_before_deactivate",
+            let reason = match action {
+                Some(Action::Deactivate { reason, .. }) => *reason,
+                _ => DeactivateReason::GraceAndIdle,
             };
-            vec![(EventKind::KeyDeactivated, Ids::key(key_id()), detail.into())]
+            let detail = format!("replaced, {}", reason.words());
+            vec![(EventKind::KeyDeactivated, Ids::key(key_id()), detail)]
         }
         (ActionKind::Delete, true) => vec![(
             EventKind::KeyDeleted,
@@ -205,20 +203,6 @@ fn outcome_events(
             | ActionKind::RetireInactive,
             _,
         ) => vec![],
-    }
-}
-
-/// Why a rotation was due, in an operator's words.
-fn due(reason: DueReason) -> &'static str {
-    match reason {
-        DueReason::Adoption => "adoption (the lineage had no secret in Vault)",
-        DueReason::CurrentGone => "the current key is no longer listed by MASV",
-        DueReason::CurrentSuspended => "the current key is suspended",
-        DueReason::CurrentInactive => "the current key is inactive",
-        DueReason::Expiring => "the current key is within rotate_before_expiry",
-        DueReason::MaxAge => "the current key is older than max_age",
-        DueReason::Manual => "asked for by rotate",
-        DueReason::Takeover => "left in flight by another instance, taken over",
     }
 }
 

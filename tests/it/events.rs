@@ -266,7 +266,7 @@ fn each_outcome_and_note_raises_its_event() {
                 "key.deactivated",
                 "render-1",
                 [Some("D1"), None, None],
-                "replaced, and max_overlap has passed (it may still have been in use)"
+                "replaced, max_overlap has passed (it may still have been in use)"
             ),
             event(
                 "key.deleted",

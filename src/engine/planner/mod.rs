@@ -105,6 +105,20 @@ pub enum DeactivateReason {
     MaxOverlap,
 }
 
+impl DeactivateReason {
+    /// Why, in an operator's words (as [`crate::engine::model::DueReason::words`]).
+    pub fn words(self) -> &'static str {
+        match self {
+            DeactivateReason::GraceAndIdle => {
+                "grace_period passed and idle for idle_before_deactivate"
+            }
+            DeactivateReason::MaxOverlap => {
+                "max_overlap has passed (it may still have been in use)"
+            }
+        }
+    }
+}
+
 /// One thing to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
