@@ -132,14 +132,13 @@ fn single(
 
 impl Collector for Vitals {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let healthy = i64::from(self.health().is_ok());
+        let healthy = ConstGauge::new(i64::from(self.health().is_ok()));
         single(
             &mut encoder,
             "healthy",
-            "1 if the last sweep succeeded within two sweep intervals (or this instance is an HA standby), else 0.",
-            ConstGauge::new(healthy),
+            "1 if /healthz would answer 200, else 0.",
+            healthy,
         )?;
-
         let webhook = locked(&self.webhook)
             .as_ref()
             .map(StatsSource::snapshot)
@@ -157,33 +156,27 @@ impl Collector for Vitals {
         ] {
             ConstCounter::new(n).encode(family.encode_family(&[("result", result)])?)?;
         }
-
         let Some((lease, ttl)) = self.lease() else {
             return Ok(());
         };
-        let leader = i64::from(lease.role == LeaseRole::Holder);
-        single(
-            &mut encoder,
-            "leader",
-            "1 while this instance holds the HA lease, else 0.",
-            ConstGauge::new(leader),
-        )?;
+        let leader = ConstGauge::new(i64::from(lease.role == LeaseRole::Holder));
+        let help = "1 while this instance holds the HA lease, else 0.";
+        single(&mut encoder, "leader", help, leader)?;
+        let help = "Times this instance took or lost the HA lease.";
         single(
             &mut encoder,
             "lease_transitions",
-            "Times this instance took or lost the HA lease.",
+            help,
             ConstCounter::new(lease.transitions),
         )?;
-        single(
-            &mut encoder,
-            "lease_expiry_timestamp_seconds",
-            "Unix time the HA lease runs out, as this instance last read or renewed it (0: not known).",
-            ConstGauge::new(lease.expires_at.map_or(0, |t| t.timestamp())),
-        )?;
+        let expiry = ConstGauge::new(lease.expires_at.map_or(0, |t| t.timestamp()));
+        let help = "Unix time the HA lease runs out, as last read or renewed (0: not known).";
+        single(&mut encoder, "lease_expiry_timestamp_seconds", help, expiry)?;
+        let help = "The HA lease's time to live (lease_ttl).";
         single(
             &mut encoder,
             "lease_ttl_seconds",
-            "The HA lease's time to live (lease_ttl).",
+            help,
             ConstGauge::new(ttl.as_secs_f64()),
         )
     }
