@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::engine::key::{Key, KeyState};
 use crate::engine::model::LineageId;
-use crate::engine::planner::{standing, KeyRole, LineageSnapshot, NextStep};
+use crate::engine::planner::{standing, KeyRole, LineageSnapshot, NextStep, Why};
 use crate::store::Records;
 use crate::store::StoreError;
 
@@ -30,6 +30,8 @@ pub struct KeyView {
     pub age_days: Option<i64>,
     pub next_action: NextStep,
     pub next_at: Option<DateTime<Utc>>,
+    /// Why the next step comes then, in words.
+    pub why: Option<&'static str>,
     pub stale: bool,
 }
 
@@ -44,6 +46,8 @@ pub struct LineageView {
     pub last_rotation: Option<DateTime<Utc>>,
     /// When the current key falls due (None: never, or no current key).
     pub next_due: Option<DateTime<Utc>>,
+    /// Why it falls due then, in the plan lines' words.
+    pub due_because: Option<&'static str>,
     /// Due and not rotated (or no stored key at all).
     pub overdue: bool,
     /// The current key has not been used for `unused_after`.
@@ -135,6 +139,7 @@ pub async fn build(
                     age_days: age_days(k, now),
                     next_action: s.next,
                     next_at: s.next_at,
+                    why: s.why.map(Why::words),
                     stale: s.stale,
                 })
                 .collect();
@@ -145,6 +150,10 @@ pub async fn build(
                 current_age_days: current.and_then(|c| age_days(c, now)),
                 last_rotation: last.get(&name).copied(),
                 next_due: standing.next_due,
+                due_because: key_views
+                    .iter()
+                    .find(|k| k.role == KeyRole::Current)
+                    .and_then(|k| k.why),
                 overdue: standing.overdue,
                 stale: standing.stale,
                 suspended_keys: standing.suspended,
@@ -184,6 +193,7 @@ pub(crate) fn sample(names: &[&str]) -> View {
                 age_days: Some(-1),
                 next_action: NextStep::Rotate,
                 next_at: Some(now),
+                why: Some(Why::Due(crate::engine::model::DueReason::Expiring).words()),
                 stale: false,
             };
             LineageView {
@@ -193,6 +203,7 @@ pub(crate) fn sample(names: &[&str]) -> View {
                 current_age_days: Some(-1),
                 last_rotation: Some(now),
                 next_due: Some(now),
+                due_because: key.why,
                 overdue: false,
                 stale: false,
                 suspended_keys: vec![name.to_string(), format!("{name}-2")],

@@ -81,21 +81,22 @@ pub fn markdown(view: &View) -> String {
             .sum::<usize>()
     );
     let _ = writeln!(out, "## Lineages\n");
-    let _ = writeln!(out, "| Team | Lineage | Current key | Age (days) | Last rotation | Next due | Overdue | Stale | Suspended | Older than max_age | Within policy |");
+    let _ = writeln!(out, "| Team | Lineage | Current key | Age (days) | Last rotation | Next due | Due because | Overdue | Stale | Suspended | Older than max_age | Within policy |");
     let _ = writeln!(
         out,
-        "| --- | --- | --- | ---: | --- | --- | --- | --- | --- | --- | --- |"
+        "| --- | --- | --- | ---: | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for l in &view.lineages {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             md_cell(&l.team_id),
             md_cell(&l.lineage),
             md_cell(l.current_key_id.as_deref().unwrap_or("none stored")),
             l.current_age_days.map_or("-".into(), |d| d.to_string()),
             when(l.last_rotation),
             when(l.next_due),
+            l.due_because.unwrap_or("-"),
             yes(l.overdue),
             yes(l.stale),
             md_list(&l.suspended_keys),
@@ -146,7 +147,7 @@ fn csv_text(text: &str) -> String {
 }
 
 pub fn csv(view: &View) -> String {
-    let mut out = String::from("team_id,lineage,current_key_id,current_age_days,last_rotation,next_due,overdue,stale,suspended_keys,over_max_age,within_policy\n");
+    let mut out = String::from("team_id,lineage,current_key_id,current_age_days,last_rotation,next_due,overdue,stale,suspended_keys,over_max_age,within_policy,due_because\n");
     let t = |d: Option<chrono::DateTime<chrono::Utc>>| {
         d.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .unwrap_or_default()
@@ -166,6 +167,7 @@ pub fn csv(view: &View) -> String {
             csv_text(&l.suspended_keys.join(" ")),
             csv_text(&l.over_max_age.join(" ")),
             l.within_policy.to_string(),
+            csv_text(l.due_because.unwrap_or_default()),
         ];
         out.push_str(&fields.join(","));
         out.push('\n');

@@ -32,13 +32,13 @@ pub fn table(view: &View) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<40} {:<26} {:<9} {:<8} {:<16} {:<16} {:>5} {:<10} WHEN",
-        "LINEAGE", "KEY", "STATE", "ROLE", "EXPIRY", "LAST USE", "AGE", "NEXT"
+        "{:<40} {:<26} {:<9} {:<8} {:<16} {:<16} {:>5} {:<10} {:<16} WHY",
+        "LINEAGE", "KEY", "STATE", "ROLE", "EXPIRY", "LAST USE", "AGE", "NEXT", "WHEN"
     );
     for k in view.keys() {
         let _ = writeln!(
             out,
-            "{:<40} {:<26} {:<9} {:<8} {:<16} {:<16} {:>5} {:<10} {}",
+            "{:<40} {:<26} {:<9} {:<8} {:<16} {:<16} {:>5} {:<10} {:<16} {}",
             escaped(format_args!("{}/{}", k.team_id, k.lineage)),
             escaped(&k.key_id),
             k.state.as_str(),
@@ -48,6 +48,7 @@ pub fn table(view: &View) -> String {
             k.age_days.map_or("-".to_string(), |d| format!("{d}d")),
             snake(&k.next_action),
             when(k.next_at),
+            k.why.unwrap_or("-"),
         );
     }
     if view.lineages.is_empty() {

@@ -245,6 +245,7 @@ fn look(id: &str, role: KeyRole, next: NextStep, at: Option<DateTime<Utc>>) -> K
         role,
         next,
         next_at: at,
+        why: None,
         expiry: None,
         last_request_at: None,
     }

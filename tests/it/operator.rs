@@ -1,5 +1,7 @@
 //! The operator surface on a known state: `status`, `history`, `report` in every format.
 
+use masv_key_rotator::engine::model::DueReason;
+use masv_key_rotator::engine::planner::DeactivateReason;
 use std::process::Output;
 
 use chrono::Duration;
@@ -47,6 +49,21 @@ async fn status_table_and_json() {
     };
     assert!(line(&current).contains("current") && line(&current).contains("rotate"));
     assert!(line(&old).contains("retiring") && line(&old).contains("deactivate"));
+    // Why, in the plan lines' words.
+    assert!(
+        line(&current).ends_with("the current key is within rotate_before_expiry")
+            || line(&current).ends_with("the current key is older than max_age"),
+        "{t}"
+    );
+    assert!(
+        line(&old).ends_with(DeactivateReason::GraceAndIdle.words())
+            || line(&old).ends_with(DeactivateReason::MaxOverlap.words()),
+        "{t}"
+    );
+    assert!(
+        t.lines().next().unwrap().ends_with("WHEN             WHY"),
+        "{t}"
+    );
     assert!(line(&old).contains("100d"), "age shown");
     assert!(!t.contains("laptop"), "unmanaged keys are not listed");
 
@@ -63,6 +80,11 @@ async fn status_table_and_json() {
     assert!(cur["next_at"].is_string());
     let retiring = keys.iter().find(|k| k["key_id"] == old.as_str()).unwrap();
     assert_eq!(retiring["next_action"], "deactivate");
+    assert_eq!(
+        retiring["why"],
+        DeactivateReason::GraceAndIdle.words(),
+        "the same words in JSON"
+    );
     assert_eq!(retiring["team_id"], TEAM);
 }
 
@@ -280,23 +302,33 @@ async fn report_markdown_json_csv() {
         .find(|l| l["lineage"] == "ci-build")
         .unwrap();
     assert_eq!(ci["current_key_id"], current.as_str());
+    // Why it falls due, in the words of status and the plan lines.
+    let reason = ci["due_because"].as_str().unwrap().to_string();
+    assert!(
+        reason == DueReason::Expiring.words() || reason == DueReason::MaxAge.words(),
+        "{reason}"
+    );
+    assert!(md.contains(&format!(" | {reason} | ")), "{md}");
     assert_eq!(ci["over_max_age"][0], old.as_str());
     assert!(ci["last_rotation"].is_string());
 
     let o = run(cfg(&config, &["report", "--format", "csv"])).await;
     let csv = out(&o);
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "team_id,lineage,current_key_id,current_age_days,last_rotation,next_due,overdue,stale,suspended_keys,over_max_age,within_policy");
+    assert_eq!(lines[0], "team_id,lineage,current_key_id,current_age_days,last_rotation,next_due,overdue,stale,suspended_keys,over_max_age,within_policy,due_because");
     assert_eq!(lines.len(), 3);
-    let ci = lines
+    let row = lines
         .iter()
         .find(|l| l.contains(",ci-build,"))
         .expect("ci-build row");
     assert!(
-        ci.starts_with(&format!("{TEAM},ci-build,{current},0,")),
-        "{ci}"
+        row.starts_with(&format!("{TEAM},ci-build,{current},0,")),
+        "{row}"
     );
-    assert!(ci.ends_with(&format!(",false,false,,{old},true")), "{ci}");
+    assert!(
+        row.ends_with(&format!(",false,false,,{old},true,{reason}")),
+        "{row}"
+    );
     let o = run(cfg(&config, &["report", "--format", "xml"])).await;
     assert_eq!(o.status.code(), Some(2));
 }

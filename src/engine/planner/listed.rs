@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use super::super::key::{Key, KeyState};
 use super::policy;
 use super::takeover::Taken;
-use super::{Action, Draft, Facts, KeyRole, LineageSnapshot, NextStep, Note};
+use super::{Action, Draft, Facts, KeyRole, LineageSnapshot, NextStep, Note, Why};
 use crate::engine::marker;
 
 /// Adds the notes for every listed key, and the actions for the keys that no
@@ -77,6 +77,7 @@ fn orphan(s: &LineageSnapshot<'_>, key: &Key, rotation_id: &str, draft: &mut Dra
             rotation_id: rotation_id.to_string(),
         });
         draft.look(&key.id, KeyRole::Orphan, NextStep::Delete, Some(s.now));
+        draft.because(&key.id, Why::Orphan);
     } else {
         draft.notes.push(Note::ActiveOrphan {
             key_id: key.id.clone(),

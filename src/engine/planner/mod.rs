@@ -333,6 +333,34 @@ pub enum Note {
     ActiveOrphan { key_id: String },
 }
 
+/// Why a key's next step comes when it does, for `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The lineage's rotation falls (or fell) due for this reason.
+    Due(DueReason),
+    /// A rotation of the lineage is under way.
+    UnderWay,
+    /// A replaced key's deactivation comes for this reason.
+    Deactivate(DeactivateReason),
+    /// `delete_after` after the daemon deactivated it.
+    DeleteAfter,
+    /// The daemon created it in a rotation that never stored it.
+    Orphan,
+}
+
+impl Why {
+    /// In an operator's words, the same as the plan lines'.
+    pub fn words(self) -> &'static str {
+        match self {
+            Why::Due(reason) => reason.words(),
+            Why::UnderWay => "a rotation is under way",
+            Why::Deactivate(reason) => reason.words(),
+            Why::DeleteAfter => "delete_after passed since it was deactivated",
+            Why::Orphan => "created by a rotation that never stored it",
+        }
+    }
+}
+
 /// Per-key outlook, for `status` and `report`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyOutlook {
@@ -341,6 +369,9 @@ pub struct KeyOutlook {
     pub next: NextStep,
     /// When the next step is due (None: not scheduled).
     pub next_at: Option<DateTime<Utc>>,
+    /// Why the next step comes then (None: no step, or nothing to say).
+    #[serde(skip)]
+    pub why: Option<Why>,
     /// When the key expires (None: never, or not listed), for `/metrics`.
     #[serde(skip)]
     pub expiry: Option<DateTime<Utc>>,
@@ -423,10 +454,18 @@ impl Draft {
                 role,
                 next,
                 next_at,
+                why: None,
                 expiry: None,
                 last_request_at: None,
             },
         );
+    }
+
+    /// Says why `key_id`'s next step comes when it does.
+    fn because(&mut self, key_id: &str, why: Why) {
+        if let Some(look) = self.outlook.get_mut(key_id) {
+            look.why = Some(why);
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::super::key::{Key, KeyState};
 use super::super::policy::Policy;
+use super::DeactivateReason;
 use crate::engine::model::{DueReason, RetirementRecord, VaultView};
 
 fn dur(d: std::time::Duration) -> Duration {
@@ -23,6 +24,8 @@ pub(super) struct RotationDue {
     pub reason: Option<DueReason>,
     /// When it falls (or fell) due (None: never, e.g. no expiry and no creation time).
     pub at: Option<DateTime<Utc>>,
+    /// Why it falls due then (None: never).
+    pub by: Option<DueReason>,
 }
 
 /// When the lineage falls due: at once without a Vault secret (adoption) or
@@ -36,6 +39,7 @@ pub(super) fn rotation_due(
     let at_once = |reason| RotationDue {
         reason: Some(reason),
         at: Some(now),
+        by: Some(reason),
     };
     match (vault, current) {
         (None, _) => at_once(DueReason::Adoption),
@@ -51,12 +55,14 @@ fn current_due(key: &Key, policy: &Policy, now: DateTime<Utc>) -> RotationDue {
             return RotationDue {
                 reason: Some(DueReason::CurrentSuspended),
                 at: Some(now),
+                by: Some(DueReason::CurrentSuspended),
             }
         }
         KeyState::Inactive => {
             return RotationDue {
                 reason: Some(DueReason::CurrentInactive),
                 at: Some(now),
+                by: Some(DueReason::CurrentInactive),
             }
         }
         KeyState::Active => {}
@@ -72,17 +78,15 @@ fn current_due(key: &Key, policy: &Policy, now: DateTime<Utc>) -> RotationDue {
         (a, b) => a.or(b),
     };
     match earliest {
-        Some((reason, at)) if at <= now => RotationDue {
-            reason: Some(reason),
+        Some((reason, at)) => RotationDue {
+            reason: (at <= now).then_some(reason),
             at: Some(at),
-        },
-        Some((_, at)) => RotationDue {
-            reason: None,
-            at: Some(at),
+            by: Some(reason),
         },
         None => RotationDue {
             reason: None,
             at: None,
+            by: None,
         },
     }
 }
@@ -145,6 +149,15 @@ impl DeactivationDue {
     /// The first time deactivation is allowed.
     pub fn at(&self) -> DateTime<Utc> {
         self.idle_end.min(self.overlap_end)
+    }
+
+    /// Why deactivation comes at [`DeactivationDue::at`].
+    pub fn reason(&self) -> DeactivateReason {
+        if self.idle_end <= self.overlap_end {
+            DeactivateReason::GraceAndIdle
+        } else {
+            DeactivateReason::MaxOverlap
+        }
     }
 }
 

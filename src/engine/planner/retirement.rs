@@ -12,13 +12,15 @@ use chrono::{DateTime, Utc};
 
 use super::super::key::{Key, KeyState};
 use super::policy;
-use super::{Action, DeactivateReason, Draft, Facts, KeyRole, LineageSnapshot, NextStep, Note};
+use super::{
+    Action, DeactivateReason, Draft, Facts, KeyRole, LineageSnapshot, NextStep, Note, Why,
+};
 use crate::engine::model::{RetirePhase, RetirementRecord};
 
 /// What happens next to a retiring key, and when.
-type Step = (NextStep, Option<DateTime<Utc>>);
+type Step = (NextStep, Option<DateTime<Utc>>, Option<Why>);
 
-const NO_STEP: Step = (NextStep::None, None);
+const NO_STEP: Step = (NextStep::None, None, None);
 
 /// Adds the retirement actions and notes; returns the key ids the retirements
 /// track (the other listed keys are left to [`super::listed`]).
@@ -40,7 +42,7 @@ pub(super) fn plan<'s>(
             });
             continue;
         };
-        let (next, next_at) = match r.phase {
+        let (next, next_at, why) = match r.phase {
             // MASV suspended it: reported, never toggled, whatever the phase.
             _ if key.state == KeyState::Suspended => {
                 draft.notes.push(Note::Suspended {
@@ -55,6 +57,9 @@ pub(super) fn plan<'s>(
             RetirePhase::Deleted => NO_STEP,
         };
         draft.look(&key.id, KeyRole::Retiring, next, next_at);
+        if let Some(why) = why {
+            draft.because(&key.id, why);
+        }
     }
     tracked
 }
@@ -91,7 +96,8 @@ fn before_deactivation(
     } else if due.grace_end <= s.now {
         draft.notes.push(Note::InUse { key_id });
     }
-    (NextStep::Deactivate, Some(due.at()))
+    let why = Why::Deactivate(due.reason());
+    (NextStep::Deactivate, Some(due.at()), Some(why))
 }
 
 /// A key (not suspended) the daemon deactivated: delete it `delete_after`
@@ -111,5 +117,5 @@ fn before_deletion(
     if r.deactivated_at.is_some() && (r.phase == RetirePhase::Deleting || delete_at <= s.now) {
         draft.actions.push(Action::Delete { key_id });
     }
-    (NextStep::Delete, Some(delete_at))
+    (NextStep::Delete, Some(delete_at), Some(Why::DeleteAfter))
 }

@@ -6,7 +6,7 @@
 //! one is due or under way.
 
 use super::policy;
-use super::{Action, Draft, Facts, KeyRole, LineageSnapshot, NextStep};
+use super::{Action, Draft, Facts, KeyRole, LineageSnapshot, NextStep, Why};
 use crate::engine::model::DueReason;
 
 /// Adds the rotation action, if any, and the outlook of the current and incoming keys.
@@ -15,6 +15,7 @@ pub(super) fn plan(s: &LineageSnapshot<'_>, facts: &Facts<'_>, adopting: bool, d
     if adopting {
         if let Some(c) = facts.current {
             draft.look(&c.id, KeyRole::Current, NextStep::Rotate, Some(s.now));
+            draft.because(&c.id, Why::Due(DueReason::Takeover));
         }
     } else if let Some(open) = &s.open_rotation {
         draft.actions.push(Action::Resume {
@@ -23,6 +24,7 @@ pub(super) fn plan(s: &LineageSnapshot<'_>, facts: &Facts<'_>, adopting: bool, d
         });
         if let Some(c) = facts.current {
             draft.look(&c.id, KeyRole::Current, NextStep::Rotate, Some(s.now));
+            draft.because(&c.id, Why::UnderWay);
         }
     } else {
         let due = policy::rotation_due(s.vault.as_ref(), facts.current, &s.policy, s.now);
@@ -33,6 +35,9 @@ pub(super) fn plan(s: &LineageSnapshot<'_>, facts: &Facts<'_>, adopting: bool, d
                 NextStep::None
             };
             draft.look(&c.id, KeyRole::Current, next, due.at);
+            if let Some(by) = due.by {
+                draft.because(&c.id, Why::Due(by));
+            }
         }
         // A lineage known only from Vault whose keys are all gone is still
         // rotated: consumers read that secret.

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 
 use super::super::key::KeyState;
-use super::{plan_lineage, policy, KeyRole, LineageSnapshot, NextStep, Note};
+use super::{plan_lineage, policy, KeyRole, LineageSnapshot, NextStep, Note, Why};
 
 /// One lineage's standing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,8 @@ pub struct KeyStanding {
     pub next: NextStep,
     /// When the next step is due (None: not scheduled).
     pub next_at: Option<DateTime<Utc>>,
+    /// Why it comes then.
+    pub why: Option<Why>,
     /// Active and unused for `unused_after`.
     pub stale: bool,
 }
@@ -56,6 +58,7 @@ pub fn standing(s: &LineageSnapshot<'_>) -> Standing {
                 role: look.map_or(KeyRole::Other, |o| o.role),
                 next: look.map_or(NextStep::None, |o| o.next),
                 next_at: look.and_then(|o| o.next_at),
+                why: look.and_then(|o| o.why),
                 stale: policy::is_stale_active(k, &s.policy, s.now),
             }
         })

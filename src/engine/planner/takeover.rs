@@ -22,7 +22,7 @@ use super::super::key::{Key, KeyState};
 use super::super::marker;
 use super::super::model::{RotationPhase, VaultView};
 use super::recovery::{dead_key, DeadKey};
-use super::{Action, Draft, Facts, KeyRole, LineageSnapshot, NextStep};
+use super::{Action, Draft, Facts, KeyRole, LineageSnapshot, NextStep, Why};
 
 /// What the lineage's pending path held when the sweep looked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -185,6 +185,7 @@ pub(super) fn plan<'s>(
                         rotation_id: rid.to_string(),
                     });
                     draft.look(id, KeyRole::Orphan, NextStep::Delete, Some(s.now));
+                    draft.because(id, Why::Orphan);
                 } else {
                     // R2d: a key a previous leader retired (deactivated).
                     draft.actions.push(Action::RetireInactive {
@@ -195,6 +196,7 @@ pub(super) fn plan<'s>(
                         + chrono::Duration::from_std(s.policy.delete_after)
                             .unwrap_or(chrono::Duration::MAX);
                     draft.look(id, KeyRole::Retiring, NextStep::Delete, Some(at));
+                    draft.because(id, Why::DeleteAfter);
                 }
             }
         }
@@ -211,6 +213,7 @@ fn dispose_dead(key: &Key, rid: &str, draft: &mut Draft) {
             rotation_id: rid.to_string(),
         });
         draft.look(&key.id, KeyRole::Orphan, NextStep::Delete, None);
+        draft.because(&key.id, Why::Orphan);
     } else {
         draft.look(&key.id, KeyRole::Other, NextStep::None, None);
     }
