@@ -284,7 +284,7 @@ mod tests {
         assert_shown(&out);
         let table: Vec<&str> = out.lines().filter(|l| l.starts_with('|')).collect();
         assert_eq!(table.len(), 2 + HOSTILE.len(), "{out}");
-        assert!(table.iter().all(|r| md_cells(r) == 11), "{out}");
+        assert!(table.iter().all(|r| md_cells(r) == 12), "{out}");
         assert!(out.contains("| ci\\|x \\| y |"), "{out}");
     }
 }
