@@ -166,7 +166,7 @@ async fn hostile_key_names_reach_every_human_output_escaped() {
             "{cell:?} starts a formula:\n{csv}"
         );
     }
-    assert!(records.iter().all(|r| r.len() == 11), "{csv}");
+    assert!(records.iter().all(|r| r.len() == 12), "{csv}");
     assert!(
         records
             .iter()
@@ -178,5 +178,5 @@ async fn hostile_key_names_reach_every_human_output_escaped() {
     let md = assert_shown("report md", &o.stdout);
     let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
     assert_eq!(table.len(), 2 + lineages.len(), "{md}");
-    assert!(table.iter().all(|r| md_columns(r) == 11), "{md}");
+    assert!(table.iter().all(|r| md_columns(r) == 12), "{md}");
 }
