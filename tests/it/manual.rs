@@ -197,13 +197,40 @@ fn man_page_covers_every_command_and_option() {
             body.contains(&format!("masv-key-rotator {name}")),
             "{heading}: no synopsis"
         );
+        // The synopsis names the options too: look for each in the command's
+        // Options list, as the tag of an entry of its own.
+        let options = body
+            .split_once(".SS \"Options\"\n")
+            .unwrap_or_else(|| panic!("{heading}: no Options subsection:\n{body}"))
+            .1;
+        let tags = entry_tags(options);
         for long in longs {
+            let spelled = format!("\\fB--{long}\\fR");
             assert!(
-                body.contains(&format!("\\fB--{long}\\fR")),
-                "{heading}: --{long} is not documented:\n{body}"
+                tags.iter().any(|t| t.contains(&spelled)),
+                "{heading}: --{long} has no entry under Options:\n{options}"
             );
         }
     }
+    let global = &sections.iter().find(|(h, _)| h == "OPTIONS").unwrap().1;
+    let tags = entry_tags(global);
+    for long in ["config", "debug", "help", "version"] {
+        let spelled = format!("\\fB--{long}\\fR");
+        assert!(
+            tags.iter().any(|t| t.contains(&spelled)),
+            "OPTIONS: no --{long}"
+        );
+    }
+}
+
+/// The tags of a roff list: the line after each `.TP`.
+fn entry_tags(roff: &str) -> Vec<&str> {
+    let lines: Vec<&str> = roff.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0] == ".TP")
+        .map(|w| w[1])
+        .collect()
 }
 
 /// groff reads the page without a warning, and the rendered text has every
