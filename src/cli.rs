@@ -75,6 +75,14 @@ pub enum Command {
     CheckConfig,
     /// A self-contained run against the built-in MASV simulator.
     Demo,
+    /// Print a shell completion script to stdout (for bash, zsh or fish).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print this program's manual page (roff, section 1) to stdout.
+    Man,
     /// Serve the built-in MASV simulator on a port (for trying a config without real keys).
     Simulate {
         /// Address to listen on.
@@ -93,4 +101,13 @@ pub enum Command {
         #[arg(long)]
         seed_examples: bool,
     },
+}
+
+/// The shells `completions` writes a script for: the ones Debian ships a
+/// vendor completion directory for (bash-completion, zsh, fish).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }

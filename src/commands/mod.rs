@@ -7,6 +7,7 @@ pub mod check_config;
 pub mod daemon;
 pub mod demo;
 pub mod history;
+pub mod manual;
 pub mod once;
 mod one_shot_lease;
 pub mod report;
@@ -91,6 +92,8 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> CommandResult {
         }
         Command::Run => daemon::run(&path, cli.debug, shutdown).await,
         Command::Demo => demo::run(cli.debug).await,
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Man => manual::man(),
         Command::Simulate {
             listen,
             team,

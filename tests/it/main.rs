@@ -17,6 +17,7 @@ mod hostile;
 mod hostile_names;
 mod kill;
 mod lease;
+mod manual;
 mod masv_client;
 mod metrics;
 mod metrics_limits;
