@@ -292,7 +292,7 @@ mod tests {
             ),
             (
                 DeactivateReason::MaxOverlap,
-                "max_overlap has passed (it may still have been in use)",
+                "max_overlap has passed, though it may still have been in use",
             ),
         ] {
             let line = describe(&Action::Deactivate {

@@ -73,7 +73,7 @@ impl DueReason {
     /// the webhook's events and the logs.
     pub fn words(self) -> &'static str {
         match self {
-            DueReason::Adoption => "adoption (the lineage had no secret in Vault)",
+            DueReason::Adoption => "adopting the lineage, which had no secret in Vault",
             DueReason::CurrentGone => "the current key is no longer listed by MASV",
             DueReason::CurrentSuspended => "the current key is suspended",
             DueReason::CurrentInactive => "the current key is inactive",

@@ -230,7 +230,7 @@ fn each_outcome_and_note_raises_its_event() {
                 "rotation.completed",
                 "ci-new",
                 [Some("N1"), None, Some("R-N1")],
-                "due: adoption (the lineage had no secret in Vault)"
+                "due: adopting the lineage, which had no secret in Vault"
             ),
             event(
                 "rotation.completed",
@@ -266,7 +266,7 @@ fn each_outcome_and_note_raises_its_event() {
                 "key.deactivated",
                 "render-1",
                 [Some("D1"), None, None],
-                "replaced, max_overlap has passed (it may still have been in use)"
+                "replaced, max_overlap has passed, though it may still have been in use"
             ),
             event(
                 "key.deleted",
@@ -352,7 +352,7 @@ async fn every_event_of_real_sweeps_arrives_signed_with_the_exact_fields() {
             event(
                 EventKind::RotationCompleted,
                 [Some(&first.key_id), None, Some(&first.rotation_id)],
-                "due: adoption (the lineage had no secret in Vault)"
+                "due: adopting the lineage, which had no secret in Vault"
             ),
             event(
                 EventKind::KeyStale,

@@ -113,7 +113,7 @@ impl DeactivateReason {
                 "grace_period passed and idle for idle_before_deactivate"
             }
             DeactivateReason::MaxOverlap => {
-                "max_overlap has passed (it may still have been in use)"
+                "max_overlap has passed, though it may still have been in use"
             }
         }
     }
