@@ -317,11 +317,28 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             }
         }
 
-        let jobs = lineages(team, &managed, &records, mode)
-            .into_iter()
-            .map(|(name, keys)| {
-                self.run_lineage(team, LineageId::new(&team.id, name), keys, &records, mode)
-            });
+        let lineages = lineages(team, &managed, &records, mode);
+        // Lineages with no cached Vault view would each be read; one list of
+        // the team's names tells which of them have no secret at all
+        // (adoption), and those need no read.
+        let listed = if lineages
+            .iter()
+            .any(|(name, _)| !records.vault.contains_key(name))
+        {
+            self.secrets.lineage_names(&team.id).await
+        } else {
+            None
+        };
+        let listed = listed.as_ref();
+        let jobs = lineages.into_iter().map(|(name, keys)| {
+            self.run_lineage(
+                team,
+                LineageId::new(&team.id, name),
+                keys,
+                (&records, listed),
+                mode,
+            )
+        });
         // More lineages than MASV permits, so Vault and database steps overlap the
         // MASV calls; the client's semaphore still bounds MASV to max_concurrency.
         let lineage_results: Vec<Result<LineageResult, Crashed>> = stream::iter(jobs)
@@ -338,15 +355,19 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         Ok(result)
     }
 
-    /// The lineage's Vault view: from the cache, or read now (then `true`).
+    /// The lineage's Vault view: from the cache, or, as of now (then `true`),
+    /// none when the team's list of names (`listed`) lacks it, else read.
     async fn vault_view(
         &self,
         lineage: &LineageId,
-        records: &TeamRecords,
+        (records, listed): (&TeamRecords, Option<&BTreeSet<String>>),
         mode: &SweepMode,
     ) -> Result<(Option<VaultView>, bool), StepError> {
         if let Some(view) = records.vault.get(&lineage.name) {
             return Ok((view.clone(), false));
+        }
+        if listed.is_some_and(|names| !names.contains(&lineage.name)) {
+            return Ok((None, true));
         }
         let stored = self.secrets.read(&lineage.team_id, &lineage.name).await?;
         let view = stored.as_ref().map(StoredSecret::view);
@@ -485,7 +506,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         team: &ManagedTeam,
         lineage: LineageId,
         keys: Vec<Key>,
-        records: &TeamRecords,
+        (records, listed): (&TeamRecords, Option<&BTreeSet<String>>),
         mode: &SweepMode,
     ) -> Result<LineageResult, Crashed> {
         let mut result = LineageResult {
@@ -497,7 +518,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             },
             ..LineageResult::default()
         };
-        let vault = match self.vault_view(&lineage, records, mode).await {
+        let vault = match self.vault_view(&lineage, (records, listed), mode).await {
             Ok(v) => v,
             Err(e) => {
                 result.unreachable = e.is_unreachable();
