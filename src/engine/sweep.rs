@@ -31,8 +31,14 @@ use super::step::StepRunner;
 use crate::clock::SharedClock;
 use crate::exit::Exit;
 
-/// Lineages worked on at once per MASV concurrency permit.
+/// Lineages worked on at once per MASV concurrency permit, within a team.
 const LINEAGES_PER_PERMIT: usize = 4;
+
+/// Lineages worked on at once per MASV concurrency permit, across the teams
+/// swept at once: enough that Vault and database steps overlap the MASV
+/// calls, few enough that an answer from MASV is not handled behind the
+/// steps of hundreds of other lineages (its permit is held until it is).
+const SWEEP_LINEAGES_PER_PERMIT: usize = 8;
 
 /// A team as the engine manages it.
 #[derive(Debug, Clone)]
@@ -253,8 +259,9 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             _ => self.teams.iter().collect(),
         };
         report.teams = teams.len();
+        let slots = tokio::sync::Semaphore::new(self.concurrency * SWEEP_LINEAGES_PER_PERMIT);
         let results: Vec<Result<TeamResult, Crashed>> = stream::iter(teams)
-            .map(|team| self.sweep_team(team, mode))
+            .map(|team| self.sweep_team(team, mode, &slots))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -280,6 +287,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         &self,
         team: &ManagedTeam,
         mode: &SweepMode,
+        slots: &tokio::sync::Semaphore,
     ) -> Result<TeamResult, Crashed> {
         let mut result = TeamResult::default();
         let listed = match self.keys.list_keys(&team.id).await {
@@ -330,14 +338,17 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             None
         };
         let listed = listed.as_ref();
-        let jobs = lineages.into_iter().map(|(name, keys)| {
+        let records = &records;
+        let jobs = lineages.into_iter().map(|(name, keys)| async move {
+            let _slot = slots.acquire().await.expect("never closed");
             self.run_lineage(
                 team,
                 LineageId::new(&team.id, name),
                 keys,
-                (&records, listed),
+                (records, listed),
                 mode,
             )
+            .await
         });
         // More lineages than MASV permits, so Vault and database steps overlap the
         // MASV calls; the client's semaphore still bounds MASV to max_concurrency.
