@@ -2,7 +2,10 @@
 //!
 //! Teams are listed concurrently and lineages executed concurrently (each
 //! lineage's own actions strictly in order); the MASV client's semaphore bounds
-//! the calls actually in flight to `max_concurrency`.
+//! the calls actually in flight to `max_concurrency`, and the lineages in
+//! flight across all teams are bounded too, so that MASV answers are handled
+//! promptly. A team's lineages with no cached Vault view are told apart with
+//! one `LIST` of its names: those missing from it have no secret to read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
