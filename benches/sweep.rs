@@ -1,18 +1,26 @@
 //! The sweep benchmark (`scripts/bench`): the release binary against the MASV
 //! simulator with a latency injected into every MASV request, and a real
-//! OpenBao. Prints one table: wall time, calls, the round-trip bound
-//! (MASV calls × L ÷ max_concurrency), the ratio to it, peak RSS; then idle RSS
-//! and CPU of `run`, binary size and audit rows per second.
+//! OpenBao behind a latency proxy (in this process) that delays every Vault
+//! request: production's Vault is a network hop away, and a loopback Vault
+//! would hide the cost of each Vault round trip. Prints one table: wall time,
+//! calls (Vault requests as the proxy saw them, and per rotation), the
+//! round-trip bound ((MASV calls × L_masv + Vault calls × L_vault) ÷
+//! max_concurrency), the ratio to it, peak RSS; then idle RSS and CPU of
+//! `run`, binary size and audit rows per second.
 //!
 //! Needs `VAULT_ADDR` and `VAULT_TOKEN` (scripts/bench starts a throwaway OpenBao)
 //! and `MASV_KEY_ROTATOR_BIN` (the release binary).
-//! Options: --teams N --keys M --latency-ms L --concurrency C --baseline-keys K --idle-secs S
+//! Options: --teams N --keys M --latency-ms L --vault-latency-ms LV --concurrency C
+//! --baseline-keys K --idle-secs S --skip-baseline --smaps
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use masv_key_rotator::clock::SystemClock;
 use masv_key_rotator::masv::KeyState;
@@ -22,11 +30,15 @@ struct Opts {
     teams: usize,
     keys: usize,
     latency_ms: u64,
+    /// Added to every Vault request by the proxy.
+    vault_latency_ms: u64,
     concurrency: usize,
     baseline_keys: usize,
     idle_secs: u64,
     /// Print the idle daemon's resident memory by mapping (from /proc/<pid>/smaps).
     smaps: bool,
+    /// Leave out the two small adoptions at max_concurrency C and 1.
+    skip_baseline: bool,
 }
 
 fn opts() -> Opts {
@@ -34,10 +46,12 @@ fn opts() -> Opts {
         teams: 20,
         keys: 500,
         latency_ms: 10,
+        vault_latency_ms: 2,
         concurrency: 8,
         baseline_keys: 200,
         idle_secs: 60,
         smaps: false,
+        skip_baseline: false,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -47,11 +61,17 @@ fn opts() -> Opts {
             ("--teams", Some(v)) => o.teams = v as usize,
             ("--keys", Some(v)) => o.keys = v as usize,
             ("--latency-ms", Some(v)) => o.latency_ms = v,
+            ("--vault-latency-ms", Some(v)) => o.vault_latency_ms = v,
             ("--concurrency", Some(v)) => o.concurrency = v as usize,
             ("--baseline-keys", Some(v)) => o.baseline_keys = v as usize,
             ("--idle-secs", Some(v)) => o.idle_secs = v,
             ("--smaps", _) => {
                 o.smaps = true;
+                i += 1;
+                continue;
+            }
+            ("--skip-baseline", _) => {
+                o.skip_baseline = true;
                 i += 1;
                 continue;
             }
@@ -63,6 +83,95 @@ fn opts() -> Opts {
         i += 2;
     }
     o
+}
+
+/// A TCP proxy in front of Vault: every byte from the daemon is passed on
+/// `latency` after it arrived (answers come straight back), so each request's
+/// round trip gains `latency`, as across a network; and the HTTP/1.1 requests
+/// passing through are counted, a tally independent of the daemon's own.
+struct LatencyProxy {
+    address: String,
+    requests: Arc<AtomicU64>,
+}
+
+impl LatencyProxy {
+    async fn start(upstream: &str, latency: Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the Vault proxy");
+        let (scheme, rest) = upstream.split_once("://").unwrap_or(("http", upstream));
+        let upstream = rest.trim_end_matches('/').to_string();
+        let address = format!("{scheme}://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicU64::new(0));
+        let count = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(relay(client, upstream.clone(), latency, count.clone()));
+            }
+        });
+        LatencyProxy { address, requests }
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// One connection through the proxy.
+async fn relay(
+    client: tokio::net::TcpStream,
+    upstream: String,
+    latency: Duration,
+    count: Arc<AtomicU64>,
+) {
+    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let answers = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+        let _ = to_client.shutdown().await;
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let requests = tokio::spawn(async move {
+        while let Some((arrived, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(arrived + latency).await;
+            if to_server.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_server.shutdown().await;
+    });
+    // Each request line ends with this; kept across reads by a short tail.
+    const MARK: &[u8] = b" HTTP/1.1\r\n";
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let n = match from_client.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        tail.extend_from_slice(&buf[..n]);
+        let found = tail.windows(MARK.len()).filter(|w| *w == MARK).count();
+        count.fetch_add(found as u64, Ordering::Relaxed);
+        let keep = tail.len().min(MARK.len() - 1);
+        tail.drain(..tail.len() - keep);
+        if tx
+            .send((tokio::time::Instant::now(), buf[..n].to_vec()))
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = requests.await;
+    let _ = answers.await;
 }
 
 fn team_id(i: usize) -> String {
@@ -101,7 +210,13 @@ async fn world(teams: usize, keys: usize, latency: Duration) -> World {
     }
 }
 
-fn write_config(w: &World, teams: usize, concurrency: usize, prefix: &str) -> PathBuf {
+fn write_config(
+    w: &World,
+    teams: usize,
+    concurrency: usize,
+    prefix: &str,
+    vault_addr: &str,
+) -> PathBuf {
     let dir = w.dir.path();
     std::fs::write(dir.join("pw"), "bench-password\n").unwrap();
     std::fs::write(
@@ -112,9 +227,8 @@ fn write_config(w: &World, teams: usize, concurrency: usize, prefix: &str) -> Pa
     for f in ["pw", "token"] {
         std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let vault_addr = std::env::var("VAULT_ADDR").expect("VAULT_ADDR");
     // A Vault you point the bench at over plain http off loopback is your call.
-    let insecure = if masv_key_rotator::plain_http::is_insecure(&vault_addr) {
+    let insecure = if masv_key_rotator::plain_http::is_insecure(vault_addr) {
         "allow_insecure_http = true\n"
     } else {
         ""
@@ -146,7 +260,10 @@ struct Run {
     /// simulator) and of the Vault server during the sweep.
     cpu: Cpu,
     masv: u64,
+    /// Vault requests as the proxy counted them.
     vault: u64,
+    /// Vault requests as the daemon counted them (`calls:` line).
+    vault_daemon: u64,
     stdout: String,
 }
 
@@ -162,7 +279,8 @@ fn vault_pid() -> Option<u32> {
     std::env::var("BENCH_VAULT_PID").ok()?.parse().ok()
 }
 
-fn once(bin: &Path, config: &Path) -> Run {
+fn once(bin: &Path, config: &Path, proxy: &LatencyProxy) -> Run {
+    let vault_requests0 = proxy.requests();
     let sim0 = cpu_ticks(std::process::id()).unwrap_or(0);
     let vault0 = vault_pid().and_then(cpu_ticks).unwrap_or(0);
     let started = Instant::now();
@@ -173,6 +291,7 @@ fn once(bin: &Path, config: &Path) -> Run {
         .output()
         .expect("run the binary");
     let wall = started.elapsed().as_secs_f64();
+    let vault_requests = proxy.requests() - vault_requests0;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "once failed: {stdout}\n{stderr}");
@@ -219,16 +338,38 @@ fn once(bin: &Path, config: &Path) -> Run {
         rss_kb,
         cpu,
         masv: num_after("MASV "),
-        vault: num_after("Vault "),
+        vault: vault_requests,
+        vault_daemon: num_after("Vault "),
         stdout,
     }
 }
 
-fn row(name: &str, r: &Run, latency_ms: u64, concurrency: usize) {
-    let bound = r.masv as f64 * latency_ms as f64 / 1000.0 / concurrency as f64;
+/// The two latencies.
+#[derive(Clone, Copy)]
+struct Latency {
+    masv_ms: u64,
+    vault_ms: u64,
+}
+
+/// One row; `rotations` the rotations the sweep made (Vault requests per rotation).
+fn row(name: &str, r: &Run, l: Latency, concurrency: usize, rotations: usize) {
+    let bound = (r.masv as f64 * l.masv_ms as f64 + r.vault as f64 * l.vault_ms as f64)
+        / 1000.0
+        / concurrency as f64;
     let ratio = if bound > 0.0 { r.wall / bound } else { 0.0 };
+    let per_rotation = if rotations > 0 {
+        format!("{:.3}", r.vault as f64 / rotations as f64)
+    } else {
+        "—".to_string()
+    };
+    if r.vault != r.vault_daemon {
+        eprintln!(
+            "note: {name}: the proxy counted {} Vault requests, the daemon {}",
+            r.vault, r.vault_daemon
+        );
+    }
     println!(
-        "| {name:<34} | {:>8.2} s | {:>7} | {:>7} | {:>8.2} s | {:>5.2} | {:>7.1} MiB | {:>6.2} s | {:>6.2} s | {:>6.2} s |",
+        "| {name:<34} | {:>8.2} s | {:>7} | {:>7} | {per_rotation:>9} | {:>8.2} s | {:>5.2} | {:>7.1} MiB | {:>6.2} s | {:>6.2} s | {:>6.2} s |",
         r.wall,
         r.masv,
         r.vault,
@@ -316,8 +457,17 @@ async fn main() {
         std::process::exit(2);
     }
     let latency = Duration::from_millis(o.latency_ms);
+    let l = Latency {
+        masv_ms: o.latency_ms,
+        vault_ms: o.vault_latency_ms,
+    };
+    let proxy = LatencyProxy::start(
+        &std::env::var("VAULT_ADDR").expect("VAULT_ADDR"),
+        Duration::from_millis(o.vault_latency_ms),
+    )
+    .await;
     let total = o.teams * o.keys;
-    println!("masv-key-rotator sweep benchmark: {} teams x {} keys = {total} keys, MASV latency L = {} ms, max_concurrency = {}", o.teams, o.keys, o.latency_ms, o.concurrency);
+    println!("masv-key-rotator sweep benchmark: {} teams x {} keys = {total} keys, MASV latency L_masv = {} ms, Vault latency L_vault = {} ms, max_concurrency = {}", o.teams, o.keys, o.latency_ms, o.vault_latency_ms, o.concurrency);
     println!(
         "machine: {} cores, {}",
         std::thread::available_parallelism()
@@ -336,15 +486,17 @@ async fn main() {
             .unwrap_or_default()
     );
     println!();
-    println!("CPU columns: seconds of CPU (user + system) spent during the sweep by the daemon, by the simulator (this process) and by the Vault server");
+    println!("CPU columns: seconds of CPU (user + system) spent during the sweep by the daemon, by the simulator and the Vault latency proxy (this process) and by the Vault server");
+    println!("Vault: requests through the latency proxy; per rotation: that count over the rotations the sweep made");
+    println!("RTT bound: (MASV calls x L_masv + Vault calls x L_vault) / max_concurrency");
     println!();
-    println!("| sweep                              |     wall  | MASV    | Vault   | RTT bound | ratio |  peak RSS   | daemon  | sim     | Vault   |");
-    println!("| ---------------------------------- | --------: | ------: | ------: | --------: | ----: | ----------: | ------: | ------: | ------: |");
+    println!("| sweep                              |     wall  | MASV    | Vault   | Vault/rot | RTT bound | ratio |  peak RSS   | daemon  | sim+proxy | Vault   |");
+    println!("| ---------------------------------- | --------: | ------: | ------: | --------: | --------: | ----: | ----------: | ------: | ------: | ------: |");
 
     let w = world(o.teams, o.keys, latency).await;
     let prefix = format!("bench-{}", std::process::id());
-    let config = write_config(&w, o.teams, o.concurrency, &prefix);
-    let adoption = once(&bin, &config);
+    let config = write_config(&w, o.teams, o.concurrency, &prefix, &proxy.address);
+    let adoption = once(&bin, &config, &proxy);
     assert!(
         adoption
             .stdout
@@ -355,11 +507,12 @@ async fn main() {
     row(
         &format!("adoption ({total} due)"),
         &adoption,
-        o.latency_ms,
+        l,
         o.concurrency,
+        total,
     );
-    let steady = once(&bin, &config);
-    row("steady (none due)", &steady, o.latency_ms, o.concurrency);
+    let steady = once(&bin, &config, &proxy);
+    row("steady (none due)", &steady, l, o.concurrency, 0);
     // mixed: MASV suspends 10 % of the current keys, which makes them due
     let mut suspended = 0;
     for t in 0..o.teams {
@@ -373,12 +526,13 @@ async fn main() {
             suspended += 1;
         }
     }
-    let mixed = once(&bin, &config);
+    let mixed = once(&bin, &config, &proxy);
     row(
         &format!("mixed ({suspended} due, 10 %)"),
         &mixed,
-        o.latency_ms,
+        l,
         o.concurrency,
+        suspended,
     );
 
     // audit rows per second during adoption
@@ -395,25 +549,33 @@ async fn main() {
     // baseline: the same adoption at max_concurrency = 8 and = 1 on a smaller set
     let base_keys = o.baseline_keys;
     let mut speed = Vec::new();
-    for c in [o.concurrency, 1] {
+    let baselines: &[usize] = if o.skip_baseline {
+        &[]
+    } else {
+        &[o.concurrency, 1]
+    };
+    for &c in baselines {
         let bw = world(1, base_keys, latency).await;
-        let cfg = write_config(&bw, 1, c, &format!("{prefix}-c{c}"));
-        let r = once(&bin, &cfg);
+        let cfg = write_config(&bw, 1, c, &format!("{prefix}-c{c}"), &proxy.address);
+        let r = once(&bin, &cfg, &proxy);
         row(
             &format!("adoption of {base_keys}, max_concurrency {c}"),
             &r,
-            o.latency_ms,
+            l,
             c,
+            base_keys,
         );
         speed.push(r.wall);
     }
     println!();
-    println!(
-        "speed-up of max_concurrency {} over 1: {:.2}x (ideal {})",
-        o.concurrency,
-        speed[1] / speed[0],
-        o.concurrency
-    );
+    if let [at_c, at_1] = speed[..] {
+        println!(
+            "speed-up of max_concurrency {} over 1: {:.2}x (ideal {})",
+            o.concurrency,
+            at_1 / at_c,
+            o.concurrency
+        );
+    }
     println!(
         "audit rows written by the adoption sweep: {rows} ({:.0} rows/s)",
         rows as f64 / adoption.wall
@@ -433,11 +595,13 @@ async fn main() {
     // memory back. Idle is measured after that.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let settle0 = cpu_ticks(pid).unwrap_or(0);
+    let idle_requests0 = proxy.requests();
     tokio::time::sleep(Duration::from_secs(SETTLE_SECS)).await;
     let settle_cpu = (cpu_ticks(pid).unwrap_or(0) - settle0) as f64 / TICKS_PER_S;
     let t0 = cpu_ticks(pid).unwrap_or(0);
     tokio::time::sleep(Duration::from_secs(o.idle_secs)).await;
     let t1 = cpu_ticks(pid).unwrap_or(0);
+    let idle_requests = proxy.requests() - idle_requests0;
     let rss_kb = proc_field(pid, "status", "VmRSS:").unwrap_or(0);
     let anon_kb = proc_field(pid, "status", "RssAnon:").unwrap_or(0);
     let file_kb = proc_field(pid, "status", "RssFile:").unwrap_or(0);
@@ -457,6 +621,9 @@ async fn main() {
         anon_kb as f64 / 1024.0,
         file_kb as f64 / 1024.0,
         cpu_pct
+    );
+    println!(
+        "Vault requests of the idle run from 5 s after its start to the end of the idle window: {idle_requests}"
     );
     if let Some(rows) = by_mapping {
         println!("idle run, resident memory by mapping (kB resident, kB anonymous):");

@@ -5,7 +5,8 @@
 use std::fmt::Write;
 
 use crate::engine::planner::{Action, Note};
-use crate::engine::SweepReport;
+use crate::engine::sweep::ActionOutcome;
+use crate::engine::{LineageId, SweepReport};
 use crate::escape::escaped;
 
 fn describe(action: &Action) -> String {
@@ -119,15 +120,21 @@ pub fn outcome(report: &SweepReport) -> String {
         "sweep: {} team(s), {} lineage(s), {} managed key(s), {} unmanaged (untouched)",
         report.teams, report.lineages, report.managed_keys, report.unmanaged_keys
     );
+    // The first failed outcome of each lineage and key, looked up once per
+    // action: a scan of every outcome per action is quadratic in the fleet.
+    let mut failures: std::collections::HashMap<(&LineageId, Option<&str>), &ActionOutcome> =
+        std::collections::HashMap::new();
+    for o in report.outcomes.iter().filter(|o| !o.ok) {
+        failures
+            .entry((&o.lineage, o.key_id.as_deref()))
+            .or_insert(o);
+    }
     for p in &report.plans {
         for a in &p.actions {
             if !a.mutates() {
                 continue;
             }
-            let failed = report
-                .outcomes
-                .iter()
-                .find(|o| o.lineage == p.lineage && o.key_id.as_deref() == a.key_id() && !o.ok);
+            let failed = failures.get(&(&p.lineage, a.key_id()));
             match failed {
                 Some(f) => {
                     let _ = writeln!(

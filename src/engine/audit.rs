@@ -23,7 +23,7 @@ pub enum AuditAction {
     CleanupOrphan,
     /// A rotation given up because its new key can no longer be verified.
     Abandon,
-    /// The new key's secret written to the lineage's pending path and read back.
+    /// The new key's secret written to the lineage's pending path (check-and-set).
     Stage,
     /// The verified new key's secret promoted to the lineage's path.
     Promote,

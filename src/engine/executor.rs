@@ -12,7 +12,7 @@
 //!   (docs/design.md, section 9).
 //!
 //! ```text
-//! creating ─create(inactive, marker)→ created ─→ storing ─CAS write+read back→ stored
+//! creating ─create(inactive, marker)→ created ─→ storing ─CAS write→ stored
 //!    │ lost/crash: find by marker          │ crash: secret lost     │ failed: rollback
 //!    └────────────→ rolling_back ←─────────┴────────────────────────┘
 //! stored → activating ─activate→ active ─X-API-KEY check→ verified (old keys start retiring)

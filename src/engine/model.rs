@@ -119,7 +119,7 @@ pub enum RotationPhase {
     Created,
     /// About to stage the secret at the lineage's pending path in Vault.
     Storing,
-    /// The pending path holds the new secret (read back and compared).
+    /// The pending path holds the new secret (a check-and-set write's answer named its version).
     Stored,
     /// About to activate the new key.
     Activating,

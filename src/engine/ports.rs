@@ -125,7 +125,8 @@ pub trait SecretStore: Send + Sync + 'static {
         team_id: &str,
         name: &str,
     ) -> impl Future<Output = Result<Option<StoredSecret>, SecretStoreError>> + Send;
-    /// Writes a new key's secret to the pending path, reads it back and compares.
+    /// Writes a new key's secret to the pending path; returns the version
+    /// the write's answer names (check-and-set: that version is this write).
     fn stage(
         &self,
         secret: &LineageSecret,
@@ -143,6 +144,15 @@ pub trait SecretStore: Send + Sync + 'static {
         team_id: &str,
         name: &str,
     ) -> impl Future<Output = Result<(), SecretStoreError>> + Send;
+    /// The names of the team's lineages that have anything at their path, in
+    /// one request; None when the store cannot tell, and each lineage is read.
+    /// A name not in the set has no secret: the sweep need not read it.
+    fn lineage_names(
+        &self,
+        _team_id: &str,
+    ) -> impl Future<Output = Option<std::collections::BTreeSet<String>>> + Send {
+        async { None }
+    }
 }
 
 /// Why the record store could not do what was asked. The step that needed the

@@ -181,7 +181,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
         Ok(created)
     }
 
-    /// Stages the new secret at the lineage's pending path (read back); rolls
+    /// Stages the new secret at the lineage's pending path (check-and-set); rolls
     /// the key back if the secret did not land. The "storing" intent is on
     /// record. Returns what was staged, for the promotion.
     async fn stage(
@@ -214,7 +214,7 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
                     info!(key_id = %key.id, version, "staged the new secret at the pending path");
                     Recorded::new(
                         staged_changes(rid),
-                        format!("pending version {version}, read back"),
+                        format!("pending version {version}, check-and-set"),
                     )
                 },
                 |failure: &StoreFailure| match failure {
@@ -240,8 +240,8 @@ impl<K: KeyApi, S: SecretStore> Executor<'_, K, S> {
     }
 
     /// The staging write; on an error, a look at the pending path by rotation
-    /// id: the write may have landed before the error (a timeout, a failed
-    /// read-back), and rolling back a staged key would lose it.
+    /// id: the write may have landed before the error (a timeout, a lost
+    /// answer), and rolling back a staged key would lose it.
     async fn stage_or_find(&self, value: &LineageSecret) -> Result<u64, StoreFailure> {
         let error = match self.secrets.stage(value).await {
             Ok(version) => return Ok(version),

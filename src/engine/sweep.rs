@@ -2,7 +2,10 @@
 //!
 //! Teams are listed concurrently and lineages executed concurrently (each
 //! lineage's own actions strictly in order); the MASV client's semaphore bounds
-//! the calls actually in flight to `max_concurrency`.
+//! the calls actually in flight to `max_concurrency`, and the lineages in
+//! flight across all teams are bounded too, so that MASV answers are handled
+//! promptly. A team's lineages with no cached Vault view are told apart with
+//! one `LIST` of its names: those missing from it have no secret to read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,8 +34,14 @@ use super::step::StepRunner;
 use crate::clock::SharedClock;
 use crate::exit::Exit;
 
-/// Lineages worked on at once per MASV concurrency permit.
+/// Lineages worked on at once per MASV concurrency permit, within a team.
 const LINEAGES_PER_PERMIT: usize = 4;
+
+/// Lineages worked on at once per MASV concurrency permit, across the teams
+/// swept at once: enough that Vault and database steps overlap the MASV
+/// calls, few enough that an answer from MASV is not handled behind the
+/// steps of hundreds of other lineages (its permit is held until it is).
+const SWEEP_LINEAGES_PER_PERMIT: usize = 8;
 
 /// A team as the engine manages it.
 #[derive(Debug, Clone)]
@@ -253,8 +262,9 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             _ => self.teams.iter().collect(),
         };
         report.teams = teams.len();
+        let slots = tokio::sync::Semaphore::new(self.concurrency * SWEEP_LINEAGES_PER_PERMIT);
         let results: Vec<Result<TeamResult, Crashed>> = stream::iter(teams)
-            .map(|team| self.sweep_team(team, mode))
+            .map(|team| self.sweep_team(team, mode, &slots))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -280,6 +290,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         &self,
         team: &ManagedTeam,
         mode: &SweepMode,
+        slots: &tokio::sync::Semaphore,
     ) -> Result<TeamResult, Crashed> {
         let mut result = TeamResult::default();
         let listed = match self.keys.list_keys(&team.id).await {
@@ -317,11 +328,31 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             }
         }
 
-        let jobs = lineages(team, &managed, &records, mode)
-            .into_iter()
-            .map(|(name, keys)| {
-                self.run_lineage(team, LineageId::new(&team.id, name), keys, &records, mode)
-            });
+        let lineages = lineages(team, &managed, &records, mode);
+        // Lineages with no cached Vault view would each be read; one list of
+        // the team's names tells which of them have no secret at all
+        // (adoption), and those need no read.
+        let listed = if lineages
+            .iter()
+            .any(|(name, _)| !records.vault.contains_key(name))
+        {
+            self.secrets.lineage_names(&team.id).await
+        } else {
+            None
+        };
+        let listed = listed.as_ref();
+        let records = &records;
+        let jobs = lineages.into_iter().map(|(name, keys)| async move {
+            let _slot = slots.acquire().await.expect("never closed");
+            self.run_lineage(
+                team,
+                LineageId::new(&team.id, name),
+                keys,
+                (records, listed),
+                mode,
+            )
+            .await
+        });
         // More lineages than MASV permits, so Vault and database steps overlap the
         // MASV calls; the client's semaphore still bounds MASV to max_concurrency.
         let lineage_results: Vec<Result<LineageResult, Crashed>> = stream::iter(jobs)
@@ -338,15 +369,19 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         Ok(result)
     }
 
-    /// The lineage's Vault view: from the cache, or read now (then `true`).
+    /// The lineage's Vault view: from the cache, or, as of now (then `true`),
+    /// none when the team's list of names (`listed`) lacks it, else read.
     async fn vault_view(
         &self,
         lineage: &LineageId,
-        records: &TeamRecords,
+        (records, listed): (&TeamRecords, Option<&BTreeSet<String>>),
         mode: &SweepMode,
     ) -> Result<(Option<VaultView>, bool), StepError> {
         if let Some(view) = records.vault.get(&lineage.name) {
             return Ok((view.clone(), false));
+        }
+        if listed.is_some_and(|names| !names.contains(&lineage.name)) {
+            return Ok((None, true));
         }
         let stored = self.secrets.read(&lineage.team_id, &lineage.name).await?;
         let view = stored.as_ref().map(StoredSecret::view);
@@ -485,7 +520,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         team: &ManagedTeam,
         lineage: LineageId,
         keys: Vec<Key>,
-        records: &TeamRecords,
+        (records, listed): (&TeamRecords, Option<&BTreeSet<String>>),
         mode: &SweepMode,
     ) -> Result<LineageResult, Crashed> {
         let mut result = LineageResult {
@@ -497,7 +532,7 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             },
             ..LineageResult::default()
         };
-        let vault = match self.vault_view(&lineage, records, mode).await {
+        let vault = match self.vault_view(&lineage, (records, listed), mode).await {
             Ok(v) => v,
             Err(e) => {
                 result.unreachable = e.is_unreachable();

@@ -1,15 +1,20 @@
 //! The KV v2 operations on a lineage's secret: read (the latest or one
-//! version), a check-and-set write read back field by field, the history and
-//! the custom metadata; and on its staged copy at the pending path
-//! (`<path_prefix>/_pending/<team_id>/<name>`): stage, read, remove. A key name
-//! that cannot be one path segment is refused before anything is sent.
+//! version), a check-and-set write, the history and the custom metadata; on
+//! its staged copy at the pending path (`<path_prefix>/_pending/<team_id>/<name>`):
+//! stage, read, remove; and one `LIST` of a team's lineages. A key name that
+//! cannot be one path segment is refused before anything is sent.
+//!
+//! Round trips are counted: a rotation is at most four requests (the mark at
+//! adoption, stage, promote, unstage; or the read before acting, stage,
+//! promote, unstage), because a check-and-set write's answer already proves
+//! which version holds what was sent (docs/design.md, section 5).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use rustify::endpoint::Endpoint;
 use vaultrs::api::kv2::requests::{
-    DeleteSecretMetadataRequest, ReadSecretMetadataRequest, ReadSecretRequest,
+    DeleteSecretMetadataRequest, ListSecretsRequest, ReadSecretMetadataRequest, ReadSecretRequest,
     SetSecretMetadataRequest, SetSecretRequest, SetSecretRequestOptions,
 };
 use vaultrs::api::kv2::responses::ReadSecretMetadataResponse;
@@ -166,24 +171,38 @@ impl VaultStore {
         })
     }
 
-    /// Check-and-set write (`cas = 0`: the secret must not exist yet), then the
-    /// custom metadata. Returns the new version.
+    /// Check-and-set write (`cas = 0`: the secret must not exist yet). The
+    /// lineage's first write (`cas = 0`, adoption) marks it as the daemon's
+    /// (custom metadata) first; later writes leave the mark as it is. Returns
+    /// the new version.
     #[tracing::instrument(skip_all, fields(team_id = %secret.team_id, key_name = %secret.key_name, cas))]
     pub async fn write(&self, secret: &LineageSecret, cas: u64) -> Result<u64, VaultError> {
         let path = self.checked_path(&secret.team_id, &secret.key_name)?;
-        let version = self.put(&path, secret, Some(cas)).await?;
-        self.mark_managed(&path).await?;
-        Ok(version)
+        if cas == 0 {
+            // Before the data: a version without the mark is never left behind
+            // (a failed mark stops the write; a crash after it leaves only the
+            // mark, which the next adoption writes again).
+            self.mark_managed(&path).await?;
+        }
+        self.put(&path, secret, Some(cas)).await
     }
 
-    /// Stages a new key's secret at the lineage's pending path (whatever was
-    /// there, from a rotation that never finished, is replaced) and reads it
-    /// back field by field. Returns the staged version.
+    /// Stages a new key's secret at the lineage's pending path, check-and-set
+    /// against an empty path (every rotation removes its own entry). The
+    /// answer's version is then this write, with nobody else's in between, so
+    /// nothing is read back. A leftover of a rotation that never finished is
+    /// replaced: its current version is read and written over, check-and-set
+    /// again. Returns the staged version.
     #[tracing::instrument(skip_all, fields(team_id = %secret.team_id, key_name = %secret.key_name))]
     pub async fn stage(&self, secret: &LineageSecret) -> Result<u64, VaultError> {
         let path = self.slot_path(Slot::Pending, &secret.team_id, &secret.key_name)?;
-        let version = self.put(&path, secret, None).await?;
-        self.read_back(&path, secret, version).await
+        match self.put(&path, secret, Some(0)).await {
+            Err(VaultError::CasConflict { .. }) => {
+                let there = self.read_metadata(&path).await?.current_version;
+                self.put(&path, secret, Some(there)).await
+            }
+            other => other,
+        }
     }
 
     /// Reads `version` at `path` back and compares every field with `secret`,
@@ -205,11 +224,44 @@ impl VaultStore {
     }
 
     /// Promotes a verified key's secret to the lineage's path: a check-and-set
-    /// write against `cas` (the content was read back when it was staged), then
-    /// the custom metadata. Returns the new version.
+    /// write against `cas` ([`VaultStore::write`]: marked as the daemon's at
+    /// adoption). Returns the new version.
     #[tracing::instrument(skip_all, fields(team_id = %secret.team_id, key_name = %secret.key_name, cas))]
     pub async fn promote(&self, secret: &LineageSecret, cas: u64) -> Result<u64, VaultError> {
         self.write(secret, cas).await
+    }
+
+    /// The names under a team's folder that have anything at the lineage's
+    /// path (a version, or only metadata): one `LIST` instead of a read per
+    /// lineage to learn which have no secret yet. None when it cannot tell
+    /// (the token may not list, the answer is too large, Vault failed): the
+    /// caller then reads each lineage, which reports any real trouble.
+    #[tracing::instrument(skip_all, fields(team_id = %team_id))]
+    pub async fn lineage_names(&self, team_id: &str) -> Option<BTreeSet<String>> {
+        // The same check as a lineage's path, for the team's segment.
+        self.checked_path(team_id, "x").ok()?;
+        let folder = format!("{}/{team_id}/", self.inner.prefix);
+        let full = format!("{}/metadata/{folder}", self.inner.mount);
+        let client = self.client().await.ok()?;
+        let endpoint = ListSecretsRequest::builder()
+            .mount(&self.inner.mount)
+            .path(&folder)
+            .build()
+            .ok()?;
+        match self.send(&client, endpoint, &full, 0).await {
+            Ok(listed) => Some(
+                listed
+                    .keys
+                    .into_iter()
+                    .filter(|k| !k.ends_with('/'))
+                    .collect(),
+            ),
+            Err(VaultError::NotFound { .. }) => Some(BTreeSet::new()),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list the team's lineages; reading each");
+                None
+            }
+        }
     }
 
     /// Removes the staged copy, every version of it. Nothing there is fine.
@@ -223,9 +275,6 @@ impl VaultStore {
             .path(&path)
             .build()
             .map_err(|e| local_error(&full, e))?;
-        self.inner
-            .calls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self
             .inner
             .transport
@@ -275,9 +324,6 @@ impl VaultStore {
         let client = self.client().await?;
         let mut custom = HashMap::new();
         custom.insert("managed_by".to_string(), "masv-key-rotator".to_string());
-        self.inner
-            .calls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let meta_full = format!("{}/metadata/{path}", self.inner.mount);
         let endpoint = SetSecretMetadataRequest::builder()
             .mount(&self.inner.mount)

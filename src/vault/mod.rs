@@ -2,9 +2,10 @@
 //!
 //! A lineage's secret lives in KV v2 at `<mount>/data/<path_prefix>/<team_id>/<name>`
 //! (docs/design.md, section 5). Every write is a check-and-set against the version the daemon last
-//! saw and is read back and compared field by field before anyone relies on it;
-//! earlier versions stay in the KV history. The secret's custom metadata says
-//! `managed_by = masv-key-rotator`.
+//! saw (the staged copy's against an empty pending path), so the version a write's
+//! answer names holds exactly what was sent; earlier versions stay in the KV history.
+//! The secret's custom metadata says `managed_by = masv-key-rotator`, written at
+//! the lineage's first write (adoption).
 //!
 //! TLS verification is always on (the `VAULT_SKIP_VERIFY` environment variable is
 //! ignored); `ca_cert` adds a trusted root. An AppRole token is replaced by a fresh

@@ -37,6 +37,10 @@ impl SecretStore for VaultStore {
     async fn unstage(&self, team_id: &str, name: &str) -> Result<(), SecretStoreError> {
         Ok(VaultStore::unstage(self, team_id, name).await?)
     }
+
+    async fn lineage_names(&self, team_id: &str) -> Option<std::collections::BTreeSet<String>> {
+        VaultStore::lineage_names(self, team_id).await
+    }
 }
 
 #[cfg(test)]

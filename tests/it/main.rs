@@ -24,6 +24,7 @@ mod metrics_limits;
 mod notify;
 mod operator;
 mod planted_links;
+mod round_trips;
 mod simulator;
 mod store;
 mod store_faults;

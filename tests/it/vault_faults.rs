@@ -1,8 +1,10 @@
 //! Vault faults at each step of a rotation (through a fault-injecting proxy):
-//! the read before rotating, the staging write and its read-back, the
-//! promotion to the lineage's path and its metadata, the pending entry's
-//! removal; 5xx, sealed, slow, a conflicting write by someone else, and a
-//! write that lands after its sender gave up. Each survived, with the expected
+//! the read before rotating, the staging write, the promotion to the
+//! lineage's path, the pending entry's removal, and the custom metadata
+//! written at adoption; 5xx, sealed, slow, a conflicting write by someone
+//! else, and a write that lands after its sender gave up. Every case checks
+//! that its fault was met: a step that no longer sends the faulted request
+//! fails the case instead of passing it unexercised. Each survived, with the expected
 //! exit code, and settled with every invariant intact: the lineage's path
 //! never names a key that is not active.
 //! Consumers read the lineage's Vault path (not through the proxy) and call
@@ -31,6 +33,9 @@ struct Case {
     exit: Exit,
     /// Whether the faulted sweep still completes the rotation.
     rotated: bool,
+    /// Faulted during the adoption (the lineage's first write) instead of
+    /// during the rotation after it.
+    adoption: bool,
 }
 
 fn cases() -> Vec<Case> {
@@ -41,6 +46,11 @@ fn cases() -> Vec<Case> {
         fault,
         exit,
         rotated,
+        adoption: false,
+    };
+    let at_adoption = |case: Case| Case {
+        adoption: true,
+        ..case
     };
     let internal = VaultFault::Status(500, "internal error");
     let sealed = VaultFault::Status(503, "Vault is sealed");
@@ -106,30 +116,6 @@ fn cases() -> Vec<Case> {
             false,
         ),
         c(
-            "read-back/500",
-            Method::GET,
-            "version=",
-            internal.clone(),
-            Exit::Success,
-            true,
-        ),
-        c(
-            "read-back/sealed",
-            Method::GET,
-            "version=",
-            sealed.clone(),
-            Exit::Success,
-            true,
-        ),
-        c(
-            "read-back/slow",
-            Method::GET,
-            "version=",
-            slow.clone(),
-            Exit::Success,
-            true,
-        ),
-        c(
             "promote/500",
             Method::POST,
             LINEAGE,
@@ -169,22 +155,32 @@ fn cases() -> Vec<Case> {
             Exit::Unreachable,
             false,
         ),
-        c(
-            "metadata/500",
+        // The custom metadata is written at adoption only, before the first
+        // version: a failed mark stops the promotion, retried next sweep.
+        at_adoption(c(
+            "adoption metadata/500",
             Method::POST,
             "/metadata/",
             internal.clone(),
-            Exit::Success,
-            true,
-        ),
-        c(
-            "metadata/sealed",
+            Exit::ActionFailed,
+            false,
+        )),
+        at_adoption(c(
+            "adoption metadata/sealed",
             Method::POST,
             "/metadata/",
             sealed.clone(),
-            Exit::Success,
-            true,
-        ),
+            Exit::Unreachable,
+            false,
+        )),
+        at_adoption(c(
+            "adoption promote/500",
+            Method::POST,
+            LINEAGE,
+            internal.clone(),
+            Exit::ActionFailed,
+            false,
+        )),
         c(
             "unstage/500",
             Method::DELETE,
@@ -230,9 +226,13 @@ async fn every_vault_fault_at_every_step_is_survived() {
         let consumers = Rig::new(&w, QUICK_PACE)
             .await
             .reading_vault(&["ci-build".to_string()], 2);
-        w.sweep().await; // adopted: the lineage's Vault view is now cached
-        let before = w.current("ci-build").await.unwrap();
-        w.clock.advance(Duration::days(24)); // the adopted key falls due
+        let before = if case.adoption {
+            None
+        } else {
+            w.sweep().await; // adopted: the lineage's Vault view is now cached
+            w.clock.advance(Duration::days(24)); // the adopted key falls due
+            w.current("ci-build").await
+        };
         let proxy = VaultProxy::start(&w.vault.address).await;
         let mut settings = w.vault.settings(VaultAuth::Token(SecretString::from(
             w.vault.root_token.clone(),
@@ -257,9 +257,12 @@ async fn every_vault_fault_at_every_step_is_survived() {
             r.errors,
             proxy.log()
         );
+        assert_eq!(proxy.unmet(), 0, "{}: fault never met", case.name);
         let after = w.current("ci-build").await;
         let rotated = after.as_ref().is_some_and(|a| {
-            a.secret.key_id != before.secret.key_id
+            before
+                .as_ref()
+                .is_none_or(|b| a.secret.key_id != b.secret.key_id)
                 && w.state(&a.secret.key_id) == Some(KeyState::Active)
         });
         assert_eq!(rotated, case.rotated, "{}", case.name);

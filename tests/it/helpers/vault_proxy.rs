@@ -109,6 +109,11 @@ impl VaultProxy {
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
+
+    /// Injected faults not yet met by a request.
+    pub fn unmet(&self) -> usize {
+        self.rules.lock().unwrap().iter().map(|r| r.times).sum()
+    }
 }
 
 async fn forward(
