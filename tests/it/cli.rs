@@ -156,7 +156,7 @@ async fn once_dry_run_prints_the_plan_and_changes_nothing() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let t = text(&out);
     assert!(
-        t.contains("would") && t.contains("ci-build") && t.contains("adoption"),
+        t.contains("would") && t.contains("ci-build") && t.contains("adopting the lineage"),
         "{t}"
     );
     assert!(w.sim.mutations().is_empty(), "no mutating call");
