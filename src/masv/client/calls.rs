@@ -162,15 +162,15 @@ impl MasvClient {
     ) -> Result<(StatusCode, Bytes, bool), MasvError> {
         let deadline = Instant::now() + self.inner.retry.deadline;
         let idempotent = method != Method::POST;
-        let attempts = self.user_attempts(
-            &call,
+        let request = Request {
+            call: &call,
             endpoint,
-            &method,
-            &url,
-            body.as_ref(),
-            limit,
-            deadline,
-        );
+            method: &method,
+            url: &url,
+            auth: Auth::User,
+            body: body.as_ref(),
+        };
+        let attempts = self.user_attempts(&request, limit, deadline);
         match tokio::time::timeout_at(deadline, attempts).await {
             Ok(result) => result,
             Err(_) if idempotent => Err(MasvError::Timeout { call }),
@@ -181,17 +181,21 @@ impl MasvClient {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The attempts of [`MasvClient::user_call`]; `request.auth` is the user token.
     async fn user_attempts(
         &self,
-        call: &str,
-        endpoint: &'static str,
-        method: &Method,
-        url: &reqwest::Url,
-        body: Option<&serde_json::Value>,
+        request: &Request<'_>,
         limit: usize,
         deadline: Instant,
     ) -> Result<(StatusCode, Bytes, bool), MasvError> {
+        let Request {
+            call,
+            endpoint,
+            method,
+            url,
+            ref auth,
+            body,
+        } = *request;
         let call = call.to_string();
         let idempotent = method != Method::POST;
         let mut relogged = false;
@@ -205,7 +209,7 @@ impl MasvClient {
             attempt += 1;
             let generation = self.current_generation().await;
             let outcome = self
-                .exchange(endpoint, method, url, &Auth::User, body, limit)
+                .exchange(endpoint, method, url, auth, body, limit)
                 .await;
             let delay = match outcome {
                 Exchange::Response { status, body, .. } if status.is_success() => {
