@@ -17,15 +17,28 @@ fn dur(d: std::time::Duration) -> Duration {
     Duration::from_std(d).unwrap_or(Duration::MAX)
 }
 
-/// Whether the lineage needs a new key now, and when its current key falls due.
+/// When the lineage's current key falls due, and why (None: never, e.g. no
+/// expiry and no creation time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct RotationDue {
-    /// Why a rotation is due now (None: not yet, or never).
-    pub reason: Option<DueReason>,
-    /// When it falls (or fell) due (None: never, e.g. no expiry and no creation time).
-    pub at: Option<DateTime<Utc>>,
-    /// Why it falls due then (None: never).
-    pub by: Option<DueReason>,
+pub(super) struct RotationDue(Option<(DueReason, DateTime<Utc>)>);
+
+impl RotationDue {
+    /// When it falls (or fell) due.
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        self.0.map(|(_, at)| at)
+    }
+
+    /// Why it falls due then.
+    pub fn reason(&self) -> Option<DueReason> {
+        self.0.map(|(reason, _)| reason)
+    }
+
+    /// Why a rotation is due by `now` (None: not yet, or never).
+    pub fn by(&self, now: DateTime<Utc>) -> Option<DueReason> {
+        self.0
+            .filter(|(_, at)| *at <= now)
+            .map(|(reason, _)| reason)
+    }
 }
 
 /// When the lineage falls due: at once without a Vault secret (adoption) or
@@ -36,35 +49,18 @@ pub(super) fn rotation_due(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> RotationDue {
-    let at_once = |reason| RotationDue {
-        reason: Some(reason),
-        at: Some(now),
-        by: Some(reason),
-    };
     match (vault, current) {
-        (None, _) => at_once(DueReason::Adoption),
-        (Some(_), None) => at_once(DueReason::CurrentGone),
+        (None, _) => RotationDue(Some((DueReason::Adoption, now))),
+        (Some(_), None) => RotationDue(Some((DueReason::CurrentGone, now))),
         (Some(_), Some(c)) => current_due(c, policy, now),
     }
 }
 
-/// When the current key falls due, and whether that is now.
+/// When the current key falls due.
 fn current_due(key: &Key, policy: &Policy, now: DateTime<Utc>) -> RotationDue {
     match key.state {
-        KeyState::Suspended => {
-            return RotationDue {
-                reason: Some(DueReason::CurrentSuspended),
-                at: Some(now),
-                by: Some(DueReason::CurrentSuspended),
-            }
-        }
-        KeyState::Inactive => {
-            return RotationDue {
-                reason: Some(DueReason::CurrentInactive),
-                at: Some(now),
-                by: Some(DueReason::CurrentInactive),
-            }
-        }
+        KeyState::Suspended => return RotationDue(Some((DueReason::CurrentSuspended, now))),
+        KeyState::Inactive => return RotationDue(Some((DueReason::CurrentInactive, now))),
         KeyState::Active => {}
     }
     let by_expiry = key
@@ -73,22 +69,10 @@ fn current_due(key: &Key, policy: &Policy, now: DateTime<Utc>) -> RotationDue {
     let by_age = key
         .created_at
         .map(|c| (DueReason::MaxAge, c + dur(policy.max_age)));
-    let earliest = match (by_expiry, by_age) {
+    RotationDue(match (by_expiry, by_age) {
         (Some(a), Some(b)) => Some(if a.1 <= b.1 { a } else { b }),
         (a, b) => a.or(b),
-    };
-    match earliest {
-        Some((reason, at)) => RotationDue {
-            reason: (at <= now).then_some(reason),
-            at: Some(at),
-            by: Some(reason),
-        },
-        None => RotationDue {
-            reason: None,
-            at: None,
-            by: None,
-        },
-    }
+    })
 }
 
 /// Whether a key has gone unused for `unused_after` (never-used keys count from creation).

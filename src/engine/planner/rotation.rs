@@ -29,19 +29,19 @@ pub(super) fn plan(s: &LineageSnapshot<'_>, facts: &Facts<'_>, adopting: bool, d
     } else {
         let due = policy::rotation_due(s.vault.as_ref(), facts.current, &s.policy, s.now);
         if let Some(c) = facts.current {
-            let next = if due.at.is_some() {
+            let next = if due.at().is_some() {
                 NextStep::Rotate
             } else {
                 NextStep::None
             };
-            draft.look(&c.id, KeyRole::Current, next, due.at);
-            if let Some(by) = due.by {
-                draft.because(&c.id, Why::Due(by));
+            draft.look(&c.id, KeyRole::Current, next, due.at());
+            if let Some(reason) = due.reason() {
+                draft.because(&c.id, Why::Due(reason));
             }
         }
         // A lineage known only from Vault whose keys are all gone is still
         // rotated: consumers read that secret.
-        let reason = due.reason.or(s.rotate_now.then_some(DueReason::Manual));
+        let reason = due.by(s.now).or(s.rotate_now.then_some(DueReason::Manual));
         if let Some(reason) = reason {
             draft.actions.push(Action::Rotate {
                 reason,
