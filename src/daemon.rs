@@ -27,7 +27,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::CronSchedule;
 use crate::engine::ports::{KeyApi, RecordError, SecretStore};
-use crate::engine::{Engine, SweepMode, SweepReport};
+use crate::engine::{Engine, SweepMode, SweepReport, SweepTotals};
 use crate::lease::{LeaseFence, LeaseRole, LeaseStatus, Previous};
 
 /// What the loop did, for tests and the final log line.
@@ -85,8 +85,12 @@ pub enum DaemonError {
 
 /// What the loop calls besides sweeping.
 pub struct LoopHooks<'a> {
-    /// After each sweep (metrics, sd_notify STATUS, alerts).
-    pub on_sweep: &'a mut (dyn FnMut(&SweepReport) + Send),
+    /// As each team of a sweep finishes (metrics, alerts): its report, the
+    /// only copy of its details.
+    pub on_team: &'a mut (dyn FnMut(SweepReport) + Send),
+    /// After each sweep (metrics, sd_notify STATUS, the audit anchor): its
+    /// totals, or None when it ended early.
+    pub on_sweep: &'a mut (dyn FnMut(Option<&SweepTotals>) + Send),
     /// While idle between sweeps, every `idle_every` (the systemd watchdog).
     pub on_idle: &'a (dyn Fn() + Send + Sync),
     pub idle_every: Duration,
@@ -177,6 +181,7 @@ where
     S: SecretStore,
 {
     let LoopHooks {
+        on_team,
         on_sweep,
         on_idle,
         idle_every,
@@ -262,7 +267,7 @@ where
         sweeping.store(true, Ordering::SeqCst);
         let now_running = running.fetch_add(1, Ordering::SeqCst) + 1;
         stats.max_concurrent = stats.max_concurrent.max(now_running);
-        let result = engine.sweep(&SweepMode::Apply).await;
+        let result = engine.sweep_by_team(&SweepMode::Apply, &mut *on_team).await;
         running.fetch_sub(1, Ordering::SeqCst);
         // Drop a tick that queued while we swept: it would be an overlap in disguise.
         while rx.try_recv().is_ok() {
@@ -272,16 +277,19 @@ where
         stats.sweeps += 1;
         settle.sweep_ended(Instant::now());
         match result {
-            Ok(report) => {
+            Ok(totals) => {
                 info!(
-                    lineages = report.lineages,
-                    ok = report.succeeded(),
-                    failed = report.failed(),
+                    lineages = totals.lineages,
+                    ok = totals.succeeded,
+                    failed = totals.failed,
                     "sweep finished"
                 );
-                on_sweep(&report);
+                on_sweep(Some(&totals));
             }
-            Err(e) => error!(error = %e, "sweep ended early"),
+            Err(e) => {
+                error!(error = %e, "sweep ended early");
+                on_sweep(None);
+            }
         }
     }
     let _ = scheduler.shutdown().await;

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::daemon::{sweep_loop, LeaseGate, LoopHooks, SETTLE_AFTER_SWEEP};
 use crate::engine::ports::Fence;
 use crate::engine::sweep::Heartbeat;
-use crate::engine::SweepReport;
+use crate::engine::{SweepReport, SweepTotals};
 use crate::exit::{CommandError, CommandResult, Exit};
 use crate::lease::LeaseStatus;
 use crate::metrics::{Metrics, DEFAULT_LIVE_WINDOW};
@@ -61,17 +61,17 @@ fn watchdog(notifier: &SystemdNotifier, metrics: &Option<Metrics>) -> Heartbeat 
     })
 }
 
-fn summary(report: &SweepReport) -> String {
-    let at = report
+fn summary(totals: &SweepTotals) -> String {
+    let at = totals
         .finished_at
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default();
     format!(
         "last sweep {at}: {} lineage(s), {} action(s) ok, {} failed{}",
-        report.lineages,
-        report.succeeded(),
-        report.failed(),
-        if report.unreachable {
+        totals.lineages,
+        totals.succeeded,
+        totals.failed,
+        if totals.unreachable {
             ", MASV or Vault unreachable"
         } else {
             ""
@@ -233,9 +233,18 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
         let Running { config, engine } = running;
         let engine = engine.with_shutdown(round.clone());
         let status = notifier.clone();
-        let (sweep_metrics, sweep_alerts) = (metrics.clone(), alerts.clone());
+        let sweep_metrics = metrics.clone();
         let (sweep_anchor, sweep_anchoring) = (anchorer.clone(), anchoring.clone());
-        let mut on_sweep = move |report: &SweepReport| {
+        let (team_metrics, team_alerts) = (metrics.clone(), alerts.clone());
+        let mut on_team = move |team: SweepReport| {
+            if let Some(m) = &team_metrics {
+                m.record_team(&team);
+            }
+            if let Some(a) = &team_alerts {
+                a.notify(&team);
+            }
+        };
+        let mut on_sweep = move |totals: Option<&SweepTotals>| {
             // Off the loop: a slow Vault delays the anchor, never the next sweep
             // (the anchor may lag the log; it never leads it). Writes queue on
             // the anchorer's lock; only the latest is awaited at exit.
@@ -248,12 +257,11 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
             *sweep_anchoring
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(task);
-            status.status(&summary(report));
-            if let Some(m) = &sweep_metrics {
-                m.record_sweep(report);
+            if let Some(totals) = totals {
+                status.status(&summary(totals));
             }
-            if let Some(a) = &sweep_alerts {
-                a.notify(report);
+            if let Some(m) = &sweep_metrics {
+                m.close_sweep(totals);
             }
         };
         let beat = watchdog(&notifier, &metrics);
@@ -265,6 +273,7 @@ pub async fn run(path: &Path, debug: bool, shutdown: CancellationToken) -> Comma
                 &config.schedule.cron,
                 round.clone(),
                 LoopHooks {
+                    on_team: &mut on_team,
                     on_sweep: &mut on_sweep,
                     on_idle: &on_idle,
                     idle_every,

@@ -58,7 +58,22 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> CommandResult {
         SweepMode::DryRun => None,
         _ => services::alerts(&config, path, webhook_secret)?,
     };
-    let swept = engine.sweep(&mode).await;
+    // Each team's lines are printed, and its events queued, as the team
+    // finishes: the process never holds the whole fleet's report.
+    let dry_run = mode == SweepMode::DryRun;
+    let swept = engine
+        .sweep_by_team(&mode, |team| {
+            let lines = if dry_run {
+                summary::plan_lines(&team)
+            } else {
+                summary::outcome_lines(&team)
+            };
+            print!("{lines}");
+            if let Some(a) = &alerts {
+                a.notify(&team);
+            }
+        })
+        .await;
     // Whatever the sweep did, what it committed is anchored (the anchor lags the
     // log if this fails, and the next sweep catches it up).
     let anchored = match &anchorer {
@@ -70,15 +85,12 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> CommandResult {
     if let Some(lease) = lease {
         lease.release().await;
     }
-    if let (Ok(report), Some(a)) = (&swept, &alerts) {
-        a.notify(report);
-    }
     let result = match swept {
-        Ok(report) => {
-            if mode == SweepMode::DryRun {
-                print!("{}", summary::plan(&report));
+        Ok(totals) => {
+            if dry_run {
+                print!("{}", summary::plan_close(&totals));
             } else {
-                print!("{}", summary::outcome(&report));
+                print!("{}", summary::outcome_close(&totals));
             }
             let masv = engine.keys().stats();
             println!(
@@ -88,7 +100,7 @@ pub async fn run(path: &Path, debug: bool, mode: SweepMode) -> CommandResult {
                 masv.logins,
                 engine.secrets().requests()
             );
-            let exit = report.exit();
+            let exit = totals.exit();
             Ok(anchored.map_or_else(|e| exit.worst(e.exit()), |()| exit))
         }
         Err(e) => Err(CommandError::usage(e)),

@@ -1,12 +1,13 @@
-//! Human-readable sweep summaries (for `once`, `rotate`, `demo`). Lineage names,
+//! Human-readable sweep summaries (for `once`, `rotate`, `demo`): each team's
+//! lines as it finishes, then closing lines from the sweep's totals. Lineage names,
 //! key ids and failure details come from MASV, so each is [`escaped`]: a name
 //! holding a newline cannot forge a summary line.
 
 use std::fmt::Write;
 
 use crate::engine::planner::{Action, Note};
-use crate::engine::sweep::ActionOutcome;
-use crate::engine::{LineageId, SweepReport};
+use crate::engine::report::ActionOutcome;
+use crate::engine::{LineageId, SweepReport, SweepTotals};
 use crate::escape::escaped;
 
 fn describe(action: &Action) -> String {
@@ -84,18 +85,17 @@ fn describe_note(note: &Note) -> String {
     }
 }
 
-/// The plan of a dry run.
+/// A dry run's plan: one team's lines ([`plan_lines`]) or every team's,
+/// then the closing lines ([`plan_close`]).
 pub fn plan(report: &SweepReport) -> String {
+    plan_lines(report) + &plan_close(&report.totals())
+}
+
+/// What a dry run would do in the teams of `report`, with their notes and errors.
+pub fn plan_lines(report: &SweepReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "dry run: {} team(s), {} lineage(s), {} managed key(s), {} unmanaged (untouched). Nothing was changed.",
-        report.teams, report.lineages, report.managed_keys, report.unmanaged_keys
-    );
-    let mut any = false;
     for p in &report.plans {
         for a in &p.actions {
-            any = true;
             let _ = writeln!(
                 out,
                 "  would {:<40} {}",
@@ -104,24 +104,35 @@ pub fn plan(report: &SweepReport) -> String {
             );
         }
     }
-    if !any {
-        let _ = writeln!(out, "  nothing is due");
-    }
     notes(report, &mut out);
     errors(report, &mut out);
     out
 }
 
-/// What a sweep did.
-pub fn outcome(report: &SweepReport) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "sweep: {} team(s), {} lineage(s), {} managed key(s), {} unmanaged (untouched)",
-        report.teams, report.lineages, report.managed_keys, report.unmanaged_keys
+/// A dry run's closing lines, once every team is planned.
+pub fn plan_close(totals: &SweepTotals) -> String {
+    let mut out = format!(
+        "dry run: {} team(s), {} lineage(s), {} managed key(s), {} unmanaged (untouched). Nothing was changed.\n",
+        totals.teams, totals.lineages, totals.managed_keys, totals.unmanaged_keys
     );
+    if totals.planned == 0 {
+        out.push_str("  nothing is due\n");
+    }
+    out
+}
+
+/// What a sweep did: one team's lines ([`outcome_lines`]) or every team's,
+/// then the closing lines ([`outcome_close`]).
+pub fn outcome(report: &SweepReport) -> String {
+    outcome_lines(report) + &outcome_close(&report.totals())
+}
+
+/// What the sweep did in the teams of `report`: each action ok or failed, then
+/// their notes and errors.
+pub fn outcome_lines(report: &SweepReport) -> String {
+    let mut out = String::new();
     // The first failed outcome of each lineage and key, looked up once per
-    // action: a scan of every outcome per action is quadratic in the fleet.
+    // action: a scan of every outcome per action is quadratic in the team.
     let mut failures: std::collections::HashMap<(&LineageId, Option<&str>), &ActionOutcome> =
         std::collections::HashMap::new();
     for o in report.outcomes.iter().filter(|o| !o.ok) {
@@ -158,13 +169,20 @@ pub fn outcome(report: &SweepReport) -> String {
     }
     notes(report, &mut out);
     errors(report, &mut out);
-    let _ = writeln!(
-        out,
-        "result: {} action(s) ok, {} failed",
-        report.succeeded(),
-        report.failed()
-    );
     out
+}
+
+/// A sweep's closing lines, once every team is done.
+pub fn outcome_close(totals: &SweepTotals) -> String {
+    format!(
+        "sweep: {} team(s), {} lineage(s), {} managed key(s), {} unmanaged (untouched)\nresult: {} action(s) ok, {} failed\n",
+        totals.teams,
+        totals.lineages,
+        totals.managed_keys,
+        totals.unmanaged_keys,
+        totals.succeeded,
+        totals.failed
+    )
 }
 
 fn notes(report: &SweepReport, out: &mut String) {
@@ -197,7 +215,7 @@ fn errors(report: &SweepReport, out: &mut String) {
 mod tests {
     use super::*;
     use crate::engine::planner::{ActionKind, DeactivateReason, LineagePlan};
-    use crate::engine::sweep::ActionOutcome;
+    use crate::engine::report::ActionOutcome;
     use crate::engine::{model::DueReason, LineageId};
     use crate::escape::{assert_shown, HOSTILE};
 

@@ -10,6 +10,7 @@
 //! * [`executor`] — carries out a lineage's actions: `rotation`, `resume` and
 //!   `retirement`, each a flat sequence of steps through one runner (`step`);
 //! * [`sweep`] — one pass over every team: list once, plan, execute concurrently;
+//! * [`report`] — what a sweep did: each team's report as it finishes, and the totals;
 //! * [`ports`] — the key API, the secret store and the record store, with the
 //!   error kinds the engine acts on;
 //! * [`key`], [`secret`], [`policy`], [`model`], [`records`], [`audit`] — the
@@ -29,6 +30,7 @@ pub mod policy;
 pub mod ports;
 mod promotion;
 pub mod records;
+pub mod report;
 mod resume;
 mod retirement;
 mod rotation;
@@ -40,7 +42,8 @@ mod takeover;
 pub use failpoints::{Boundary, Failpoints};
 pub use model::LineageId;
 pub use policy::Policy;
-pub use sweep::{Engine, ManagedTeam, SweepMode, SweepReport};
+pub use report::{SweepReport, SweepTotals};
+pub use sweep::{Engine, ManagedTeam, SweepMode};
 pub use takeover::HandOverReport;
 
 #[cfg(test)]

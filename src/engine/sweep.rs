@@ -10,29 +10,25 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use globset::GlobSet;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::admission::{self, Unmanageable};
-use super::executor::{Executor, LineageContext, Rotated, StepError};
+use super::executor::{Executor, LineageContext, StepError};
 use super::failpoints::{Crashed, Failpoints};
 use super::key::Key;
 use super::model::{LineageId, VaultView};
-use super::planner::{
-    needs_pending, plan_lineage, ActionKind, LineagePlan, LineageSnapshot, Note, Pending,
-};
+use super::planner::{needs_pending, plan_lineage, LineagePlan, LineageSnapshot, Pending};
 use super::policy::Policy;
 use super::ports::{Fence, RecordError, RecordStore};
 use super::ports::{KeyApi, SecretStore};
 use super::records::{Change, TeamRecords};
+use super::report::{ActionOutcome, SweepReport, SweepTotals};
 use super::secret::StoredSecret;
 use super::step::StepRunner;
 use crate::clock::SharedClock;
-use crate::exit::Exit;
 
 /// Lineages worked on at once per MASV concurrency permit, within a team.
 const LINEAGES_PER_PERMIT: usize = 4;
@@ -60,67 +56,6 @@ pub enum SweepMode {
     DryRun,
     /// Rotate one lineage now (and finish anything it has in flight).
     RotateNow(LineageId),
-}
-
-/// The outcome of one action.
-#[derive(Debug, Clone, Serialize)]
-pub struct ActionOutcome {
-    pub lineage: LineageId,
-    pub action: ActionKind,
-    pub key_id: Option<String>,
-    pub ok: bool,
-    pub detail: String,
-    /// Set when the action completed a rotation.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rotated: Option<Rotated>,
-    /// How long it took, by the engine's clock (`/metrics`).
-    #[serde(skip)]
-    pub took: std::time::Duration,
-}
-
-/// What a sweep did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SweepReport {
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub teams: usize,
-    pub teams_failed: usize,
-    pub lineages: usize,
-    pub managed_keys: usize,
-    pub unmanaged_keys: usize,
-    /// Keys whose pattern matched but which cannot be managed; left alone.
-    pub unmanageable: Vec<Unmanageable>,
-    pub plans: Vec<LineagePlan>,
-    pub outcomes: Vec<ActionOutcome>,
-    pub errors: Vec<String>,
-    pub unreachable: bool,
-}
-
-impl SweepReport {
-    pub fn failed(&self) -> usize {
-        self.outcomes.iter().filter(|o| !o.ok).count()
-    }
-
-    pub fn succeeded(&self) -> usize {
-        self.outcomes.iter().filter(|o| o.ok).count()
-    }
-
-    pub fn notes(&self) -> impl Iterator<Item = (&LineageId, &Note)> {
-        self.plans
-            .iter()
-            .flat_map(|p| p.notes.iter().map(move |n| (&p.lineage, n)))
-    }
-
-    /// The process exit code this sweep deserves (docs/design.md, section 2).
-    pub fn exit(&self) -> Exit {
-        if self.unreachable {
-            Exit::Unreachable
-        } else if self.failed() > 0 || !self.errors.is_empty() {
-            Exit::ActionFailed
-        } else {
-            Exit::Success
-        }
-    }
 }
 
 /// The error that ends a sweep early.
@@ -230,12 +165,29 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         super::takeover::hand_over(records.as_ref(), self.clock.now()).await
     }
 
-    /// Runs one sweep. Only a simulated crash (tests) or bad usage ends it early;
-    /// every other failure is recorded in the report and the sweep goes on.
+    /// Runs one sweep and keeps every team's report. Only a simulated crash
+    /// (tests) or bad usage ends it early; every other failure is recorded in
+    /// the report and the sweep goes on.
     pub async fn sweep(&self, mode: &SweepMode) -> Result<SweepReport, SweepError> {
-        let mut report = SweepReport {
+        let mut report = SweepReport::default();
+        let totals = self.sweep_by_team(mode, |team| report.absorb(team)).await?;
+        report.started_at = totals.started_at;
+        report.finished_at = totals.finished_at;
+        report.plans.sort_by(|a, b| a.lineage.cmp(&b.lineage));
+        Ok(report)
+    }
+
+    /// Runs one sweep, handing each team's report to `on_team` as the team
+    /// finishes (in no set order), and returns the sweep's totals: the
+    /// details of a team are held only while it is in flight.
+    pub async fn sweep_by_team(
+        &self,
+        mode: &SweepMode,
+        mut on_team: impl FnMut(SweepReport),
+    ) -> Result<SweepTotals, SweepError> {
+        let mut totals = SweepTotals {
             started_at: Some(self.clock.now()),
-            ..SweepReport::default()
+            ..SweepTotals::default()
         };
         if mode != &SweepMode::DryRun && self.records.is_none() {
             return Err(SweepError::Usage(
@@ -261,28 +213,26 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             }
             _ => self.teams.iter().collect(),
         };
-        report.teams = teams.len();
         let slots = tokio::sync::Semaphore::new(self.concurrency * SWEEP_LINEAGES_PER_PERMIT);
-        let results: Vec<Result<TeamResult, Crashed>> = stream::iter(teams)
+        let mut finished = stream::iter(teams)
             .map(|team| self.sweep_team(team, mode, &slots))
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        for result in results {
-            let team = result?;
-            report.teams_failed += usize::from(team.failed);
-            report.unreachable |= team.unreachable;
-            report.lineages += team.plans.len();
-            report.managed_keys += team.managed;
-            report.unmanaged_keys += team.unmanaged;
-            report.unmanageable.extend(team.unmanageable);
-            report.plans.extend(team.plans);
-            report.outcomes.extend(team.outcomes);
-            report.errors.extend(team.errors);
+            .buffer_unordered(self.concurrency);
+        // A simulated crash ends the sweep once the teams in flight are done.
+        let mut crashed = None;
+        while let Some(result) = finished.next().await {
+            match result {
+                Ok(team) => {
+                    totals.add(&team);
+                    on_team(team);
+                }
+                Err(c) => crashed = crashed.or(Some(c)),
+            }
         }
-        report.plans.sort_by(|a, b| a.lineage.cmp(&b.lineage));
-        report.finished_at = Some(self.clock.now());
-        Ok(report)
+        if let Some(c) = crashed {
+            return Err(c.into());
+        }
+        totals.finished_at = Some(self.clock.now());
+        Ok(totals)
     }
 
     #[tracing::instrument(skip_all, fields(team_id = %team.id))]
@@ -291,30 +241,36 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         team: &ManagedTeam,
         mode: &SweepMode,
         slots: &tokio::sync::Semaphore,
-    ) -> Result<TeamResult, Crashed> {
-        let mut result = TeamResult::default();
+    ) -> Result<SweepReport, Crashed> {
+        let mut result = SweepReport {
+            started_at: Some(self.clock.now()),
+            teams: 1,
+            ..SweepReport::default()
+        };
         let listed = match self.keys.list_keys(&team.id).await {
             Ok(keys) => keys,
             Err(e) => {
                 warn!(error = %e, "cannot list the team's keys; skipping the team this sweep");
-                result.failed = true;
+                result.teams_failed = 1;
                 result.unreachable = e.is_unreachable();
                 result.errors.push(format!("team {}: {e}", team.id));
+                result.finished_at = Some(self.clock.now());
                 return Ok(result);
             }
         };
         let now = self.clock.now();
         let managed = admit(team, &listed, &mut result);
-        result.managed = managed.len();
+        result.managed_keys = managed.len();
         let records = match &self.records {
             Some(r) => match r.load_team(&team.id, &managed).await {
                 Ok(recs) => recs,
                 Err(e) => {
-                    result.failed = true;
+                    result.teams_failed = 1;
                     result.errors.push(format!(
                         "team {}: cannot read the state database: {e}",
                         team.id
                     ));
+                    result.finished_at = Some(self.clock.now());
                     return Ok(result);
                 }
             },
@@ -366,6 +322,9 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             result.outcomes.extend(lr.outcomes);
             result.errors.extend(lr.errors);
         }
+        result.lineages = result.plans.len();
+        result.plans.sort_by(|a, b| a.lineage.cmp(&b.lineage));
+        result.finished_at = Some(self.clock.now());
         Ok(result)
     }
 
@@ -571,12 +530,12 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
 
 /// The team's listed keys that match its patterns and can be managed; the
 /// others are counted (and the unmanageable ones reported) in `result`.
-fn admit<'k>(team: &ManagedTeam, listed: &'k [Key], result: &mut TeamResult) -> Vec<&'k Key> {
+fn admit<'k>(team: &ManagedTeam, listed: &'k [Key], result: &mut SweepReport) -> Vec<&'k Key> {
     let matched: Vec<&Key> = listed
         .iter()
         .filter(|k| team.matcher.is_match(&k.name))
         .collect();
-    result.unmanaged = listed.len() - matched.len();
+    result.unmanaged_keys = listed.len() - matched.len();
     let mut managed = Vec::with_capacity(matched.len());
     for key in matched {
         match admission::problem(key) {
@@ -631,18 +590,6 @@ fn lineages(
             (name, keys)
         })
         .collect()
-}
-
-#[derive(Default)]
-struct TeamResult {
-    failed: bool,
-    unreachable: bool,
-    managed: usize,
-    unmanaged: usize,
-    unmanageable: Vec<Unmanageable>,
-    plans: Vec<LineagePlan>,
-    outcomes: Vec<ActionOutcome>,
-    errors: Vec<String>,
 }
 
 #[derive(Default)]

@@ -25,7 +25,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::engine::planner::{KeyRole, NextStep, Note};
-use crate::engine::SweepReport;
+use crate::engine::{SweepReport, SweepTotals};
 
 const ROLES: [KeyRole; 5] = [
     KeyRole::Current,
@@ -149,18 +149,10 @@ impl SweepFamilies {
         f
     }
 
-    /// Takes in one finished sweep; `succeeded` as the health check judges it.
-    pub(super) fn record(&self, report: &SweepReport, succeeded: bool, finished_at: DateTime<Utc>) {
-        self.sweeps.get_or_create(&result(succeeded)).inc();
-        if succeeded {
-            self.last_success.set(finished_at.timestamp());
-        }
-        let took = match (report.started_at, report.finished_at) {
-            (Some(s), Some(f)) if f >= s => (f - s).num_milliseconds() as f64 / 1000.0,
-            _ => 0.0,
-        };
-        self.sweep_duration.set(took);
-        for o in &report.outcomes {
+    /// Takes in one team's part of the sweep in progress: its counters at
+    /// once, its gauges into `next`, set whole by [`SweepFamilies::close`].
+    pub(super) fn record_team(&self, team: &SweepReport, next: &mut Described) {
+        for o in &team.outcomes {
             let outcome = result(o.ok);
             let action = o.action.as_str();
             self.actions
@@ -174,30 +166,85 @@ impl SweepFamilies {
                 self.rotation_duration.observe(o.took.as_secs_f64());
             }
         }
-        self.describe_keys(report);
+        next.describe_keys(team);
         let notes = |want: fn(&Note) -> Option<&str>| {
-            report
-                .notes()
+            team.notes()
                 .filter_map(|(_, n)| want(n))
                 .collect::<BTreeSet<_>>()
                 .len() as i64
         };
-        self.stale_keys.set(notes(|n| match n {
+        next.stale_keys += notes(|n| match n {
             Note::Stale { key_id } => Some(key_id),
             _ => None,
-        }));
-        self.suspended_keys.set(notes(|n| match n {
+        });
+        next.suspended_keys += notes(|n| match n {
             Note::Suspended { key_id } => Some(key_id),
             _ => None,
-        }));
-        self.lineages.set(report.lineages as i64);
-        self.managed_keys.set(report.managed_keys as i64);
-        self.unmanaged_keys.set(report.unmanaged_keys as i64);
-        self.unmanageable_keys.set(report.unmanageable.len() as i64);
+        });
     }
 
-    /// The per-key and per-lineage gauges, replaced whole.
-    fn describe_keys(&self, report: &SweepReport) {
+    /// Ends a sweep: `succeeded` as the health check judges it, and the gauges
+    /// its teams described replace the last sweep's.
+    pub(super) fn close(
+        &self,
+        totals: &SweepTotals,
+        succeeded: bool,
+        finished_at: DateTime<Utc>,
+        described: Described,
+    ) {
+        self.sweeps.get_or_create(&result(succeeded)).inc();
+        if succeeded {
+            self.last_success.set(finished_at.timestamp());
+        }
+        let took = match (totals.started_at, totals.finished_at) {
+            (Some(s), Some(f)) if f >= s => (f - s).num_milliseconds() as f64 / 1000.0,
+            _ => 0.0,
+        };
+        self.sweep_duration.set(took);
+        self.key_expiry.clear();
+        self.key_last_request.clear();
+        self.next_rotation.clear();
+        for (labels, expiry, last_request) in described.keys {
+            if let Some(at) = expiry {
+                self.key_expiry.get_or_create(&labels).set(at);
+            }
+            if let Some(at) = last_request {
+                self.key_last_request.get_or_create(&labels).set(at);
+            }
+        }
+        for (lineage, at) in described.next_rotation {
+            self.next_rotation.get_or_create(&lineage).set(at);
+        }
+        for role in ROLES {
+            let role = role.as_str();
+            self.keys
+                .get_or_create(&RoleLabel { role })
+                .set(described.roles.get(role).copied().unwrap_or(0));
+        }
+        self.stale_keys.set(described.stale_keys);
+        self.suspended_keys.set(described.suspended_keys);
+        self.lineages.set(totals.lineages as i64);
+        self.managed_keys.set(totals.managed_keys as i64);
+        self.unmanaged_keys.set(totals.unmanaged_keys as i64);
+        self.unmanageable_keys.set(totals.unmanageable_keys as i64);
+    }
+}
+
+/// The gauges of the sweep in progress, as its teams finish: each key's
+/// expiry and last use, each lineage's next rotation, and counts.
+#[derive(Debug, Default)]
+pub(super) struct Described {
+    /// A key's labels, expiry and last request (Unix seconds).
+    keys: Vec<(KeyLabels, Option<i64>, Option<i64>)>,
+    next_rotation: Vec<(LineageLabels, i64)>,
+    roles: HashMap<&'static str, i64>,
+    stale_keys: i64,
+    suspended_keys: i64,
+}
+
+impl Described {
+    /// The per-key and per-lineage gauges of one team's report.
+    fn describe_keys(&mut self, report: &SweepReport) {
         // Lineages rotated in this sweep, and the key each rotation replaced
         // (which now retires).
         let rotated: HashMap<(&str, &str), Option<&str>> = report
@@ -213,10 +260,6 @@ impl SweepFamilies {
                 (lineage, replaced)
             })
             .collect();
-        self.key_expiry.clear();
-        self.key_last_request.clear();
-        self.next_rotation.clear();
-        let mut roles: HashMap<&str, i64> = HashMap::new();
         for plan in &report.plans {
             let l = &plan.lineage;
             let rotated = rotated.get(&(l.team_id.as_str(), l.name.as_str()));
@@ -225,20 +268,17 @@ impl SweepFamilies {
                     Some(Some(old)) if *old == look.key_id => KeyRole::Retiring,
                     _ => look.role,
                 };
-                *roles.entry(role.as_str()).or_default() += 1;
+                *self.roles.entry(role.as_str()).or_default() += 1;
                 let labels = KeyLabels {
                     team_id: l.team_id.clone(),
                     key_name: l.name.clone(),
                     key_id: look.key_id.clone(),
                     role: role.as_str(),
                 };
-                if let Some(at) = look.expiry {
-                    self.key_expiry.get_or_create(&labels).set(at.timestamp());
-                }
-                if let Some(at) = look.last_request_at {
-                    self.key_last_request
-                        .get_or_create(&labels)
-                        .set(at.timestamp());
+                let expiry = look.expiry.map(|at| at.timestamp());
+                let last_request = look.last_request_at.map(|at| at.timestamp());
+                if expiry.is_some() || last_request.is_some() {
+                    self.keys.push((labels, expiry, last_request));
                 }
                 let due = (rotated.is_none()
                     && role == KeyRole::Current
@@ -250,17 +290,9 @@ impl SweepFamilies {
                         team_id: l.team_id.clone(),
                         key_name: l.name.clone(),
                     };
-                    self.next_rotation
-                        .get_or_create(&lineage)
-                        .set(at.timestamp());
+                    self.next_rotation.push((lineage, at.timestamp()));
                 }
             }
-        }
-        for role in ROLES {
-            let role = role.as_str();
-            self.keys
-                .get_or_create(&RoleLabel { role })
-                .set(roles.get(role).copied().unwrap_or(0));
         }
     }
 }

@@ -11,8 +11,9 @@
 //!
 //! The series live in a `prometheus-client` registry: what a sweep sets
 //! ([`families`]), the request counters the adapters keep ([`Traffic`]), and
-//! what is read at scrape time ([`vitals`]). The sweep loop hands every
-//! [`SweepReport`] to [`Metrics::record_sweep`]; the HTTP side only encodes
+//! what is read at scrape time ([`vitals`]). The sweep loop hands each team's
+//! [`SweepReport`] to [`Metrics::record_team`] as the team finishes and the
+//! sweep's totals to [`Metrics::close_sweep`]; the HTTP side only encodes
 //! what is kept here, so a scrape never touches MASV, Vault or the database
 //! and cannot slow a sweep down. Only ids, names, codes and counts are kept (a
 //! report carries no secret, and nothing here adds one). The listener itself
@@ -36,13 +37,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
-use crate::engine::SweepReport;
+use crate::engine::{SweepReport, SweepTotals};
 use crate::exit::Exit;
 use crate::lease::LeaseStatus;
 use crate::local_http::{self, Limits};
 use crate::notify::StatsSource;
 use crate::traffic::Traffic;
-use families::SweepFamilies;
+use families::{Described, SweepFamilies};
 use vitals::{locked, LastSweep, Vitals};
 
 /// Every series name starts with this.
@@ -70,17 +71,18 @@ struct Inner {
     /// Held while a sweep's gauges are replaced and while a scrape encodes,
     /// so a scrape never sees half of one sweep and half of the next.
     update: Mutex<()>,
+    /// The gauges of the sweep in progress, set whole when it ends.
+    described: Mutex<Described>,
 }
 
-/// Why a report does not count as a successful sweep (None: it does).
-fn failure_of(report: &SweepReport) -> Option<String> {
-    match report.exit() {
+/// Why a sweep does not count as a successful one (None: it does).
+fn failure_of(totals: &SweepTotals) -> Option<String> {
+    match totals.exit() {
         Exit::Success => None,
         Exit::Unreachable => Some("last sweep could not reach MASV or Vault".into()),
         _ => Some(format!(
             "last sweep failed: {} action(s) failed, {} error(s)",
-            report.failed(),
-            report.errors.len()
+            totals.failed, totals.errors
         )),
     }
 }
@@ -118,6 +120,7 @@ impl Metrics {
                 vitals,
                 traffic,
                 update: Mutex::new(()),
+                described: Mutex::default(),
             }),
         }
     }
@@ -140,22 +143,41 @@ impl Metrics {
         self.inner.vitals.follow_lease(status, ttl);
     }
 
-    /// Takes in one finished sweep (call it from the sweep loop's `on_sweep`).
-    pub fn record_sweep(&self, report: &SweepReport) {
+    /// Takes in one team's part of the sweep in progress (call it from the
+    /// sweep loop's `on_team`): its counters at once, its gauges at
+    /// [`Metrics::close_sweep`].
+    pub fn record_team(&self, team: &SweepReport) {
+        self.inner
+            .sweeps
+            .record_team(team, &mut locked(&self.inner.described));
+    }
+
+    /// Ends the sweep in progress (call it from the sweep loop's `on_sweep`):
+    /// the gauges its teams described replace the last sweep's. A sweep that
+    /// ended early (`None`) sets no gauge and counts as no sweep.
+    pub fn close_sweep(&self, totals: Option<&SweepTotals>) {
+        let described = std::mem::take(&mut *locked(&self.inner.described));
+        let Some(totals) = totals else { return };
         let vitals = &self.inner.vitals;
-        let finished_at = report
+        let finished_at = totals
             .finished_at
-            .or(report.started_at)
+            .or(totals.started_at)
             .unwrap_or_else(|| vitals.clock.now());
-        let failure = failure_of(report);
+        let failure = failure_of(totals);
         let _update = locked(&self.inner.update);
         self.inner
             .sweeps
-            .record(report, failure.is_none(), finished_at);
+            .close(totals, failure.is_none(), finished_at, described);
         *locked(&vitals.last_sweep) = Some(LastSweep {
             finished_at,
             failure,
         });
+    }
+
+    /// Takes in a whole sweep at once (its report holds every team).
+    pub fn record_sweep(&self, report: &SweepReport) {
+        self.record_team(report);
+        self.close_sweep(Some(&report.totals()));
     }
 
     /// A sign of life from the sweep loop (idle ticks, between sweep steps).

@@ -25,15 +25,18 @@
 //! `suspended_keys` gauge show it; a suspended *current* key makes its lineage
 //! due, and that rotation raises its own events).
 //!
-//! Every event's `at` is the time the sweep finished; details are cleaned of
+//! Every event's `at` is the time its team's part of the sweep finished (the
+//! daemon queues a team's events as the team finishes); details are cleaned of
 //! every secret the daemon holds, then cut to [`MAX_DETAIL`] characters.
+
+use std::collections::HashMap;
 
 use chrono::Utc;
 
 use super::event::{Event, EventKind};
 use crate::engine::model::DueReason;
 use crate::engine::planner::{Action, ActionKind, DeactivateReason, LineagePlan, Note};
-use crate::engine::sweep::ActionOutcome;
+use crate::engine::report::ActionOutcome;
 use crate::engine::{LineageId, SweepReport};
 
 /// Longest `detail` sent, in characters.
@@ -65,8 +68,14 @@ pub fn events_for(report: &SweepReport) -> Vec<Event> {
             detail: Some(cut(&crate::redact::scrub(detail))),
         })
     };
+    // Each lineage's plan, found once per outcome (a scan of every plan per
+    // outcome is quadratic in the team).
+    let plans: HashMap<&LineageId, &LineagePlan> =
+        report.plans.iter().map(|p| (&p.lineage, p)).collect();
     for outcome in &report.outcomes {
-        let action = planned(report, outcome);
+        let action = plans
+            .get(&outcome.lineage)
+            .and_then(|plan| planned(plan, outcome));
         for (kind, ids, detail) in outcome_events(outcome, action) {
             push(kind, &outcome.lineage, ids, &detail);
         }
@@ -118,12 +127,9 @@ impl Ids {
 
 /// The planned action an outcome reports on (a lineage plans at most one of
 /// each rotation kind, and one retirement step per key).
-fn planned<'r>(report: &'r SweepReport, outcome: &ActionOutcome) -> Option<&'r Action> {
-    report
-        .plans
+fn planned<'p>(plan: &'p LineagePlan, outcome: &ActionOutcome) -> Option<&'p Action> {
+    plan.actions
         .iter()
-        .filter(|p: &&LineagePlan| p.lineage == outcome.lineage)
-        .flat_map(|p| p.actions.iter())
         .find(|a| a.kind() == outcome.action && a.key_id() == outcome.key_id.as_deref())
 }
 

@@ -142,6 +142,14 @@ impl Simulator {
             .insert(team_id.to_string(), name.to_string());
     }
 
+    /// Makes the user of `email` a member of `team_id` too.
+    pub fn join_team(&self, email: &str, team_id: &str) {
+        let mut world = self.world();
+        if let Some(user) = world.users.iter_mut().find(|u| u.email == email) {
+            user.teams.push(team_id.to_string());
+        }
+    }
+
     /// Adds a user; returns its id.
     pub fn add_user(&self, email: &str, password: &str, role: Role, team_ids: &[&str]) -> String {
         let id = ulid::Ulid::new().to_string();

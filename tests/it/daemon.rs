@@ -37,9 +37,18 @@ async fn a_sweep_slower_than_its_interval_never_overlaps() {
             s.cancel();
         })
     };
-    let mut reports = 0;
-    let mut on_sweep = |_: &masv_key_rotator::engine::SweepReport| reports += 1;
+    let (mut teams, mut reports) = (0, 0);
+    let mut on_team = |_: masv_key_rotator::engine::SweepReport| teams += 1;
+    let mut on_sweep = |t: Option<&masv_key_rotator::engine::SweepTotals>| {
+        assert_eq!(
+            t.map(|t| t.teams),
+            Some(1),
+            "one team, and no sweep ended early"
+        );
+        reports += 1
+    };
     let hooks = LoopHooks {
+        on_team: &mut on_team,
         on_sweep: &mut on_sweep,
         on_idle: &|| {},
         idle_every: StdDuration::from_secs(1),
@@ -58,6 +67,10 @@ async fn a_sweep_slower_than_its_interval_never_overlaps() {
         "ticks during a sweep are skipped: {stats:?}"
     );
     assert_eq!(reports as u64, stats.sweeps);
+    assert_eq!(
+        teams as u64, stats.sweeps,
+        "each sweep hands over its one team"
+    );
     // the list calls themselves never overlapped: each began after the previous one ended
     let lists = w
         .sim
@@ -80,8 +93,10 @@ async fn freed_memory_is_given_back_once_after_each_sweep() {
     let on_idle = || {
         idle_ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     };
-    let mut on_sweep = |_: &masv_key_rotator::engine::SweepReport| {};
+    let mut on_team = |_: masv_key_rotator::engine::SweepReport| {};
+    let mut on_sweep = |_: Option<&masv_key_rotator::engine::SweepTotals>| {};
     let hooks = LoopHooks {
+        on_team: &mut on_team,
         on_sweep: &mut on_sweep,
         on_idle: &on_idle,
         idle_every: StdDuration::from_millis(20),

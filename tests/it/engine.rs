@@ -431,3 +431,89 @@ async fn keys_already_expired_are_rotated_not_skipped() {
     assert_ne!(current.secret.key_id, gone.id);
     w.assert_invariants().await;
 }
+
+/// A sweep hands each team's report over once, as that team finishes: each
+/// holds that team's lineages only, and the totals are their sum (the caller
+/// never needs the whole fleet's details at once).
+#[tokio::test]
+async fn a_sweep_hands_over_each_teams_report_once_and_totals_them() {
+    const OTHERS: [&str; 2] = ["01FB4S68W7RAW4M89801H1C4CS", "01FB4S68W7RAW4M89801H1C4CT"];
+    let w = World::new().await;
+    let engine = w.engine_for_teams(&OTHERS).await;
+    for (team, names) in [
+        (TEAM, &["ci-a", "ci-b"][..]),
+        (OTHERS[0], &["ci-c"][..]),
+        (OTHERS[1], &["ci-d", "ci-e", "ci-f"][..]),
+    ] {
+        for name in names {
+            w.sim.seed_key(team, SeedKey::active(name));
+        }
+    }
+    w.sim.seed_key(OTHERS[1], SeedKey::active("not-managed"));
+
+    let mut reports = Vec::new();
+    let totals = engine
+        .sweep_by_team(&SweepMode::Apply, |team| reports.push(team))
+        .await
+        .unwrap();
+
+    let mut seen: Vec<(String, usize)> = reports
+        .iter()
+        .map(|r| {
+            let team = r.plans[0].lineage.team_id.clone();
+            assert!(
+                r.plans.iter().all(|p| p.lineage.team_id == team)
+                    && r.outcomes.iter().all(|o| o.lineage.team_id == team),
+                "a report holds one team: {r:?}"
+            );
+            assert_eq!((r.teams, r.lineages), (1, r.plans.len()));
+            assert!(r.started_at <= r.finished_at && r.finished_at.is_some());
+            (team, r.succeeded())
+        })
+        .collect();
+    seen.sort();
+    let mut want = vec![
+        (TEAM.to_string(), 2),
+        (OTHERS[0].to_string(), 1),
+        (OTHERS[1].to_string(), 3),
+    ];
+    want.sort();
+    assert_eq!(seen, want, "each team once, each lineage adopted");
+    assert_eq!(
+        (totals.teams, totals.lineages, totals.managed_keys),
+        (3, 6, 6)
+    );
+    assert_eq!(
+        (totals.unmanaged_keys, totals.succeeded, totals.failed),
+        (1, 6, 0)
+    );
+    assert_eq!(totals.exit(), Exit::Success);
+    let mut whole = masv_key_rotator::engine::SweepReport::default();
+    for r in reports {
+        whole.absorb(r);
+    }
+    let folded = whole.totals();
+    assert_eq!(
+        (
+            folded.teams,
+            folded.lineages,
+            folded.succeeded,
+            folded.planned
+        ),
+        (
+            totals.teams,
+            totals.lineages,
+            totals.succeeded,
+            totals.planned
+        )
+    );
+
+    // The next sweep, kept whole: the same teams, nothing due.
+    let report = engine.sweep(&SweepMode::Apply).await.unwrap();
+    assert_eq!((report.teams, report.lineages), (3, 6));
+    assert!(report.outcomes.is_empty(), "{:?}", report.outcomes);
+    assert!(
+        report.plans.windows(2).all(|p| p[0].lineage < p[1].lineage),
+        "the whole report's plans are in lineage order"
+    );
+}

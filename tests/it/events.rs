@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use masv_key_rotator::engine::executor::Rotated;
 use masv_key_rotator::engine::model::{DueReason, RotationPhase};
 use masv_key_rotator::engine::planner::{Action, ActionKind, DeactivateReason, Note};
-use masv_key_rotator::engine::sweep::ActionOutcome;
+use masv_key_rotator::engine::report::ActionOutcome;
 use masv_key_rotator::engine::SweepMode;
 use masv_key_rotator::notify::{events_for, EventKind, Notifier, NotifySettings, Signer};
 use secrecy::SecretString;

@@ -11,7 +11,7 @@ use masv_key_rotator::engine::executor::Rotated;
 use masv_key_rotator::engine::planner::{
     Action, ActionKind, KeyOutlook, KeyRole, LineagePlan, NextStep, Note,
 };
-use masv_key_rotator::engine::sweep::ActionOutcome;
+use masv_key_rotator::engine::report::ActionOutcome;
 use masv_key_rotator::engine::{LineageId, SweepReport};
 use masv_key_rotator::metrics::{Metrics, CONTENT_TYPE};
 use tokio_util::sync::CancellationToken;

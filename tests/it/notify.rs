@@ -14,7 +14,7 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use masv_key_rotator::clock::SystemClock;
 use masv_key_rotator::engine::planner::{ActionKind, LineagePlan, Note};
-use masv_key_rotator::engine::sweep::ActionOutcome;
+use masv_key_rotator::engine::report::ActionOutcome;
 use masv_key_rotator::engine::{LineageId, SweepReport};
 use masv_key_rotator::metrics::Metrics;
 use masv_key_rotator::notify::{

@@ -228,13 +228,40 @@ level = "info"
         self.build_engine(vault, self.store.clone()).await
     }
 
+    /// A fresh engine that manages `TEAM` and each of `others` (added to the
+    /// simulator, with the world's user in them) under the same patterns.
+    pub async fn engine_for_teams(&self, others: &[&str]) -> RealEngine {
+        let mut teams = vec![self.team()];
+        for id in others {
+            self.sim.add_team(id, "another team");
+            self.sim.join_team(EMAIL, id);
+            teams.push(ManagedTeam {
+                id: id.to_string(),
+                ..self.team()
+            });
+        }
+        let vault = self.vault_store(&self.vault.root_token.clone()).await;
+        self.build_engine_over(vault, self.store.clone(), teams)
+            .await
+    }
+
     /// The app builder over this world: its simulator, its clock, its team.
     async fn build_engine(&self, vault: VaultStore, store: Store) -> RealEngine {
+        self.build_engine_over(vault, store, vec![self.team()])
+            .await
+    }
+
+    async fn build_engine_over(
+        &self,
+        vault: VaultStore,
+        store: Store,
+        teams: Vec<ManagedTeam>,
+    ) -> RealEngine {
         App::new(
             self.masv_settings(),
             VaultSource::Connected(vault),
             RecordsSource::Opened(store),
-            vec![self.team()],
+            teams,
         )
         .clock(Arc::new(self.clock.clone()))
         .build()
