@@ -12,7 +12,7 @@
 //! ones, which covers every rotation in flight. [`scrub`] replaces each of them, and its JSON
 //! escaped form, with `[redacted]`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{LazyLock, RwLock};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -32,8 +32,39 @@ const MIN_LEN: usize = 4;
 
 #[derive(Default)]
 struct Registry {
-    named: BTreeMap<&'static str, VecDeque<Zeroizing<String>>>,
-    keys: VecDeque<Zeroizing<String>>,
+    named: BTreeMap<&'static str, VecDeque<Needle>>,
+    keys: VecDeque<Needle>,
+    /// The first [`MIN_LEN`] bytes of every needle, rebuilt on each change: a
+    /// text none of whose windows is among them holds no secret, so most
+    /// texts are cleared in one pass over their bytes, however many secrets
+    /// are remembered.
+    prefixes: HashSet<[u8; MIN_LEN]>,
+}
+
+/// A remembered secret as it is looked for: plain, and JSON-escaped when
+/// that differs (worked out once, not on every scrub).
+struct Needle {
+    plain: Zeroizing<String>,
+    escaped: Option<Zeroizing<String>>,
+}
+
+impl Needle {
+    fn new(value: &str) -> Self {
+        let escaped = Zeroizing::new(serde_json::to_string(value).unwrap_or_default());
+        let escaped = escaped.trim_matches('"');
+        Needle {
+            plain: Zeroizing::new(value.to_string()),
+            escaped: (escaped != value).then(|| Zeroizing::new(escaped.to_string())),
+        }
+    }
+
+    fn forms(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.plain.as_str()).chain(self.escaped.as_deref().map(String::as_str))
+    }
+}
+
+fn prefix(text: &str) -> Option<[u8; MIN_LEN]> {
+    text.as_bytes().get(..MIN_LEN)?.try_into().ok()
 }
 
 static REGISTRY: LazyLock<RwLock<Registry>> = LazyLock::new(Default::default);
@@ -67,31 +98,50 @@ pub fn scrub(text: &str) -> String {
 impl Registry {
     fn remember(&mut self, slot: &'static str, value: &str) {
         let recent = self.named.entry(slot).or_default();
-        recent.retain(|v| v.as_str() != value);
+        recent.retain(|v| v.plain.as_str() != value);
         if recent.len() == RECENT_PER_SLOT {
             recent.pop_front();
         }
-        recent.push_back(Zeroizing::new(value.to_string()));
+        recent.push_back(Needle::new(value));
+        self.index();
     }
 
     fn remember_key(&mut self, value: &str) {
-        if value.len() < MIN_LEN || self.keys.iter().any(|k| k.as_str() == value) {
+        if value.len() < MIN_LEN || self.keys.iter().any(|k| k.plain.as_str() == value) {
             return;
         }
         if self.keys.len() == RECENT_KEYS {
             self.keys.pop_front();
         }
-        self.keys.push_back(Zeroizing::new(value.to_string()));
+        self.keys.push_back(Needle::new(value));
+        self.index();
+    }
+
+    fn needles(&self) -> impl Iterator<Item = &Needle> {
+        self.named.values().flatten().chain(self.keys.iter())
+    }
+
+    fn index(&mut self) {
+        let prefixes = self
+            .needles()
+            .flat_map(Needle::forms)
+            .filter_map(prefix)
+            .collect();
+        self.prefixes = prefixes;
     }
 
     fn scrub(&self, text: &str) -> String {
+        let suspect = text
+            .as_bytes()
+            .windows(MIN_LEN)
+            .any(|w| <[u8; MIN_LEN]>::try_from(w).is_ok_and(|w| self.prefixes.contains(&w)));
+        if !suspect {
+            return text.to_string();
+        }
         let mut out = text.to_string();
-        for secret in self.named.values().flatten().chain(self.keys.iter()) {
-            out = replace_all(out, secret);
-            let escaped = serde_json::to_string(secret.as_str()).unwrap_or_default();
-            let escaped = escaped.trim_matches('"');
-            if escaped != secret.as_str() {
-                out = replace_all(out, escaped);
+        for needle in self.needles() {
+            for form in needle.forms() {
+                out = replace_all(out, form);
             }
         }
         out
@@ -172,6 +222,27 @@ mod tests {
         let newest = format!("ring-key-{:05}", RECENT_KEYS + 9);
         assert_eq!(r.scrub(&newest), REDACTED);
         assert_eq!(r.scrub("ring-key-00000"), "ring-key-00000", "evicted");
+    }
+
+    #[test]
+    fn the_prefilter_finds_a_secret_anywhere_and_lets_other_text_through() {
+        let mut r = Registry::default();
+        r.remember_key("KEYxyz-0001");
+        r.remember("test.quoted", "\"q\"-password");
+        for text in [
+            "KEYxyz-0001",
+            "aKEYxyz-0001",
+            "tail: KEYxyz-0001",
+            r#"{"pw":"\"q\"-password"}"#,
+            "\"q\"-password",
+        ] {
+            let out = r.scrub(text);
+            assert!(out.contains(REDACTED), "{text} -> {out}");
+            assert!(!out.contains("0001") && !out.contains("-password"), "{out}");
+        }
+        for text in ["KEYxyz-0002 shares a prefix", "nothing here", "KEY", ""] {
+            assert_eq!(r.scrub(text), text);
+        }
     }
 
     #[test]
