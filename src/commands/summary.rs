@@ -85,12 +85,6 @@ fn describe_note(note: &Note) -> String {
     }
 }
 
-/// A dry run's plan: one team's lines ([`plan_lines`]) or every team's,
-/// then the closing lines ([`plan_close`]).
-pub fn plan(report: &SweepReport) -> String {
-    plan_lines(report) + &plan_close(&report.totals())
-}
-
 /// What a dry run would do in the teams of `report`, with their notes and errors.
 pub fn plan_lines(report: &SweepReport) -> String {
     let mut out = String::new();
@@ -273,7 +267,7 @@ mod tests {
         let n = HOSTILE.len();
         for (out, prefixes, lines) in [
             (
-                plan(&report),
+                plan_lines(&report) + &plan_close(&report.totals()),
                 &["dry run: ", "  would "][..],
                 1 + 2 * n + n + n,
             ),
