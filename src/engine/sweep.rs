@@ -214,8 +214,15 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             _ => self.teams.iter().collect(),
         };
         let slots = tokio::sync::Semaphore::new(self.concurrency * SWEEP_LINEAGES_PER_PERMIT);
+        let slots = &slots;
         let mut finished = stream::iter(teams)
-            .map(|team| self.sweep_team(team, mode, &slots))
+            .map(|team| async move {
+                let started_at = Some(self.clock.now());
+                let mut report = self.sweep_team(team, mode, slots).await?;
+                report.started_at = started_at;
+                report.finished_at = Some(self.clock.now());
+                Ok::<_, Crashed>(report)
+            })
             .buffer_unordered(self.concurrency);
         // A simulated crash ends the sweep once the teams in flight are done.
         let mut crashed = None;
@@ -243,7 +250,6 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         slots: &tokio::sync::Semaphore,
     ) -> Result<SweepReport, Crashed> {
         let mut result = SweepReport {
-            started_at: Some(self.clock.now()),
             teams: 1,
             ..SweepReport::default()
         };
@@ -254,7 +260,6 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                 result.teams_failed = 1;
                 result.unreachable = e.is_unreachable();
                 result.errors.push(format!("team {}: {e}", team.id));
-                result.finished_at = Some(self.clock.now());
                 return Ok(result);
             }
         };
@@ -270,7 +275,6 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
                         "team {}: cannot read the state database: {e}",
                         team.id
                     ));
-                    result.finished_at = Some(self.clock.now());
                     return Ok(result);
                 }
             },
@@ -324,7 +328,6 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         }
         result.lineages = result.plans.len();
         result.plans.sort_by(|a, b| a.lineage.cmp(&b.lineage));
-        result.finished_at = Some(self.clock.now());
         Ok(result)
     }
 
