@@ -279,7 +279,7 @@ where
         match result {
             Ok(totals) => {
                 info!(
-                    lineages = totals.lineages,
+                    lineages = totals.scope.lineages,
                     ok = totals.succeeded,
                     failed = totals.failed,
                     "sweep finished"

@@ -68,10 +68,10 @@ fn summary(totals: &SweepTotals) -> String {
         .unwrap_or_default();
     format!(
         "last sweep {at}: {} lineage(s), {} action(s) ok, {} failed{}",
-        totals.lineages,
+        totals.scope.lineages,
         totals.succeeded,
         totals.failed,
-        if totals.unreachable {
+        if totals.scope.unreachable {
             ", MASV or Vault unreachable"
         } else {
             ""

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use crate::engine::planner::{Action, Note};
 use crate::engine::report::ActionOutcome;
-use crate::engine::{LineageId, SweepReport, SweepTotals};
+use crate::engine::{LineageId, Scope, SweepReport, SweepTotals};
 use crate::escape::escaped;
 
 fn describe(action: &Action) -> String {
@@ -106,8 +106,8 @@ pub fn plan_lines(report: &SweepReport) -> String {
 /// A dry run's closing lines, once every team is planned.
 pub fn plan_close(totals: &SweepTotals) -> String {
     let mut out = format!(
-        "dry run: {} team(s), {} lineage(s), {} managed key(s), {} unmanaged (untouched). Nothing was changed.\n",
-        totals.teams, totals.lineages, totals.managed_keys, totals.unmanaged_keys
+        "dry run: {}. Nothing was changed.\n",
+        covered(&totals.scope)
     );
     if totals.planned == 0 {
         out.push_str("  nothing is due\n");
@@ -169,13 +169,18 @@ pub fn outcome_lines(report: &SweepReport) -> String {
 /// A sweep's closing lines, once every team is done.
 pub fn outcome_close(totals: &SweepTotals) -> String {
     format!(
-        "sweep: {} team(s), {} lineage(s), {} managed key(s), {} unmanaged (untouched)\nresult: {} action(s) ok, {} failed\n",
-        totals.teams,
-        totals.lineages,
-        totals.managed_keys,
-        totals.unmanaged_keys,
+        "sweep: {}\nresult: {} action(s) ok, {} failed\n",
+        covered(&totals.scope),
         totals.succeeded,
         totals.failed
+    )
+}
+
+/// What a sweep covered, in the words of both closing lines.
+fn covered(scope: &Scope) -> String {
+    format!(
+        "{} team(s), {} lineage(s), {} managed key(s), {} unmanaged (untouched)",
+        scope.teams, scope.lineages, scope.managed_keys, scope.unmanaged_keys
     )
 }
 

@@ -42,7 +42,7 @@ mod takeover;
 pub use failpoints::{Boundary, Failpoints};
 pub use model::LineageId;
 pub use policy::Policy;
-pub use report::{SweepReport, SweepTotals};
+pub use report::{Scope, SweepReport, SweepTotals};
 pub use sweep::{Engine, ManagedTeam, SweepMode};
 pub use takeover::HandOverReport;
 

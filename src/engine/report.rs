@@ -31,23 +31,45 @@ pub struct ActionOutcome {
     pub took: std::time::Duration,
 }
 
+/// What a sweep covered, or one team's part of it: the same figures in a
+/// team's report and in the sweep's totals, added up the same way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Scope {
+    pub teams: usize,
+    /// Teams that could not be listed or whose records could not be read.
+    pub teams_failed: usize,
+    pub lineages: usize,
+    pub managed_keys: usize,
+    pub unmanaged_keys: usize,
+    /// MASV or Vault could not be reached.
+    pub unreachable: bool,
+}
+
+impl Scope {
+    /// Adds another part of the same sweep.
+    pub fn add(&mut self, part: Scope) {
+        self.teams += part.teams;
+        self.teams_failed += part.teams_failed;
+        self.lineages += part.lineages;
+        self.managed_keys += part.managed_keys;
+        self.unmanaged_keys += part.unmanaged_keys;
+        self.unreachable |= part.unreachable;
+    }
+}
+
 /// What a sweep did to some teams, in detail: one team's part of a sweep, or
 /// (from [`super::Engine::sweep`]) every team's.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SweepReport {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub teams: usize,
-    pub teams_failed: usize,
-    pub lineages: usize,
-    pub managed_keys: usize,
-    pub unmanaged_keys: usize,
+    #[serde(flatten)]
+    pub scope: Scope,
     /// Keys whose pattern matched but which cannot be managed; left alone.
     pub unmanageable: Vec<Unmanageable>,
     pub plans: Vec<LineagePlan>,
     pub outcomes: Vec<ActionOutcome>,
     pub errors: Vec<String>,
-    pub unreachable: bool,
 }
 
 impl SweepReport {
@@ -83,16 +105,11 @@ impl SweepReport {
 
     /// Takes in another part of the same sweep (its span is not this one's).
     pub fn absorb(&mut self, part: SweepReport) {
-        self.teams += part.teams;
-        self.teams_failed += part.teams_failed;
-        self.lineages += part.lineages;
-        self.managed_keys += part.managed_keys;
-        self.unmanaged_keys += part.unmanaged_keys;
+        self.scope.add(part.scope);
         self.unmanageable.extend(part.unmanageable);
         self.plans.extend(part.plans);
         self.outcomes.extend(part.outcomes);
         self.errors.extend(part.errors);
-        self.unreachable |= part.unreachable;
     }
 }
 
@@ -102,39 +119,30 @@ impl SweepReport {
 pub struct SweepTotals {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub teams: usize,
-    pub teams_failed: usize,
-    pub lineages: usize,
-    pub managed_keys: usize,
-    pub unmanaged_keys: usize,
+    #[serde(flatten)]
+    pub scope: Scope,
     pub unmanageable_keys: usize,
     /// Actions planned (a dry run's whole plan).
     pub planned: usize,
     pub succeeded: usize,
     pub failed: usize,
     pub errors: usize,
-    pub unreachable: bool,
 }
 
 impl SweepTotals {
     /// Counts in one team's report (or any part of the sweep).
     pub fn add(&mut self, part: &SweepReport) {
-        self.teams += part.teams;
-        self.teams_failed += part.teams_failed;
-        self.lineages += part.lineages;
-        self.managed_keys += part.managed_keys;
-        self.unmanaged_keys += part.unmanaged_keys;
+        self.scope.add(part.scope);
         self.unmanageable_keys += part.unmanageable.len();
         self.planned += part.plans.iter().map(|p| p.actions.len()).sum::<usize>();
         self.succeeded += part.succeeded();
         self.failed += part.failed();
         self.errors += part.errors.len();
-        self.unreachable |= part.unreachable;
     }
 
     /// The process exit code this sweep deserves (docs/design.md, section 2).
     pub fn exit(&self) -> Exit {
-        if self.unreachable {
+        if self.scope.unreachable {
             Exit::Unreachable
         } else if self.failed > 0 || self.errors > 0 {
             Exit::ActionFailed
@@ -162,12 +170,15 @@ mod tests {
 
     fn team(outcomes: Vec<ActionOutcome>, errors: usize, unreachable: bool) -> SweepReport {
         SweepReport {
-            teams: 1,
-            lineages: outcomes.len(),
-            managed_keys: outcomes.len(),
+            scope: Scope {
+                teams: 1,
+                lineages: outcomes.len(),
+                managed_keys: outcomes.len(),
+                unreachable,
+                ..Scope::default()
+            },
             outcomes,
             errors: vec!["e".into(); errors],
-            unreachable,
             ..SweepReport::default()
         }
     }
@@ -187,7 +198,12 @@ mod tests {
         }
         assert_eq!(folded, whole.totals());
         assert_eq!(
-            (folded.teams, folded.succeeded, folded.failed, folded.errors),
+            (
+                folded.scope.teams,
+                folded.succeeded,
+                folded.failed,
+                folded.errors
+            ),
             (3, 2, 1, 1)
         );
         assert_eq!(folded.exit(), Exit::Unreachable);

@@ -25,7 +25,7 @@ use super::policy::Policy;
 use super::ports::{Fence, RecordError, RecordStore};
 use super::ports::{KeyApi, SecretStore};
 use super::records::{Change, TeamRecords};
-use super::report::{ActionOutcome, SweepReport, SweepTotals};
+use super::report::{ActionOutcome, Scope, SweepReport, SweepTotals};
 use super::secret::StoredSecret;
 use super::step::StepRunner;
 use crate::clock::SharedClock;
@@ -250,27 +250,30 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         slots: &tokio::sync::Semaphore,
     ) -> Result<SweepReport, Crashed> {
         let mut result = SweepReport {
-            teams: 1,
+            scope: Scope {
+                teams: 1,
+                ..Scope::default()
+            },
             ..SweepReport::default()
         };
         let listed = match self.keys.list_keys(&team.id).await {
             Ok(keys) => keys,
             Err(e) => {
                 warn!(error = %e, "cannot list the team's keys; skipping the team this sweep");
-                result.teams_failed = 1;
-                result.unreachable = e.is_unreachable();
+                result.scope.teams_failed = 1;
+                result.scope.unreachable = e.is_unreachable();
                 result.errors.push(format!("team {}: {e}", team.id));
                 return Ok(result);
             }
         };
         let now = self.clock.now();
         let managed = admit(team, &listed, &mut result);
-        result.managed_keys = managed.len();
+        result.scope.managed_keys = managed.len();
         let records = match &self.records {
             Some(r) => match r.load_team(&team.id, &managed).await {
                 Ok(recs) => recs,
                 Err(e) => {
-                    result.teams_failed = 1;
+                    result.scope.teams_failed = 1;
                     result.errors.push(format!(
                         "team {}: cannot read the state database: {e}",
                         team.id
@@ -321,12 +324,12 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             .await;
         for lr in lineage_results {
             let lr = lr?;
-            result.unreachable |= lr.unreachable;
+            result.scope.unreachable |= lr.unreachable;
             result.plans.push(lr.plan);
             result.outcomes.extend(lr.outcomes);
             result.errors.extend(lr.errors);
         }
-        result.lineages = result.plans.len();
+        result.scope.lineages = result.plans.len();
         result.plans.sort_by(|a, b| a.lineage.cmp(&b.lineage));
         Ok(result)
     }
@@ -538,7 +541,7 @@ fn admit<'k>(team: &ManagedTeam, listed: &'k [Key], result: &mut SweepReport) ->
         .iter()
         .filter(|k| team.matcher.is_match(&k.name))
         .collect();
-    result.unmanaged_keys = listed.len() - matched.len();
+    result.scope.unmanaged_keys = listed.len() - matched.len();
     let mut managed = Vec::with_capacity(matched.len());
     for key in matched {
         match admission::problem(key) {

@@ -707,7 +707,7 @@ async fn vault_down_rolls_back_and_keeps_the_old_key() {
     rig.clock.advance(Duration::days(30)); // the new key is now due (expiry head start)
     rig.vault.set_down(true);
     let r = rig.sweep().await;
-    assert!(r.unreachable);
+    assert!(r.scope.unreachable);
     assert_eq!(r.exit(), crate::exit::Exit::Unreachable);
     rig.vault.set_down(false);
     rig.assert_invariants("ci-build").await;

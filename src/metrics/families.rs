@@ -223,9 +223,9 @@ impl SweepFamilies {
         }
         self.stale_keys.set(described.stale_keys);
         self.suspended_keys.set(described.suspended_keys);
-        self.lineages.set(totals.lineages as i64);
-        self.managed_keys.set(totals.managed_keys as i64);
-        self.unmanaged_keys.set(totals.unmanaged_keys as i64);
+        self.lineages.set(totals.scope.lineages as i64);
+        self.managed_keys.set(totals.scope.managed_keys as i64);
+        self.unmanaged_keys.set(totals.scope.unmanaged_keys as i64);
         self.unmanageable_keys.set(totals.unmanageable_keys as i64);
     }
 }

@@ -119,8 +119,8 @@ async fn a_team_with_20000_keys_is_listed_and_planned_quickly() {
     let started = Instant::now();
     let plan = engine.sweep(&SweepMode::DryRun).await.unwrap();
     let planned_in = started.elapsed();
-    assert_eq!(plan.managed_keys, 10);
-    assert_eq!(plan.unmanaged_keys, 19_990);
+    assert_eq!(plan.scope.managed_keys, 10);
+    assert_eq!(plan.scope.unmanaged_keys, 19_990);
     assert!(planned_in < StdDuration::from_secs(10), "{planned_in:?}");
     let r = engine.sweep(&SweepMode::Apply).await.unwrap();
     assert_eq!(r.exit(), Exit::Success, "{:?}", r.outcomes);

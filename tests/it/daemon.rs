@@ -41,7 +41,7 @@ async fn a_sweep_slower_than_its_interval_never_overlaps() {
     let mut on_team = |_: masv_key_rotator::engine::SweepReport| teams += 1;
     let mut on_sweep = |t: Option<&masv_key_rotator::engine::SweepTotals>| {
         assert_eq!(
-            t.map(|t| t.teams),
+            t.map(|t| t.scope.teams),
             Some(1),
             "one team, and no sweep ended early"
         );

@@ -154,8 +154,8 @@ async fn unmanaged_keys_are_never_touched() {
         Some(Duration::days(1)),
     );
     let r = w.sweep().await;
-    assert_eq!(r.unmanaged_keys, 1);
-    assert_eq!(r.lineages, 0);
+    assert_eq!(r.scope.unmanaged_keys, 1);
+    assert_eq!(r.scope.lineages, 0);
     assert!(w.sim.mutations().is_empty());
     assert!(w.current("personal-laptop").await.is_none());
     assert_eq!(w.state(&mine.id), Some(KeyState::Active));
@@ -466,7 +466,7 @@ async fn a_sweep_hands_over_each_teams_report_once_and_totals_them() {
                     && r.outcomes.iter().all(|o| o.lineage.team_id == team),
                 "a report holds one team: {r:?}"
             );
-            assert_eq!((r.teams, r.lineages), (1, r.plans.len()));
+            assert_eq!((r.scope.teams, r.scope.lineages), (1, r.plans.len()));
             assert!(r.started_at <= r.finished_at && r.finished_at.is_some());
             (team, r.succeeded())
         })
@@ -480,11 +480,15 @@ async fn a_sweep_hands_over_each_teams_report_once_and_totals_them() {
     want.sort();
     assert_eq!(seen, want, "each team once, each lineage adopted");
     assert_eq!(
-        (totals.teams, totals.lineages, totals.managed_keys),
+        (
+            totals.scope.teams,
+            totals.scope.lineages,
+            totals.scope.managed_keys
+        ),
         (3, 6, 6)
     );
     assert_eq!(
-        (totals.unmanaged_keys, totals.succeeded, totals.failed),
+        (totals.scope.unmanaged_keys, totals.succeeded, totals.failed),
         (1, 6, 0)
     );
     assert_eq!(totals.exit(), Exit::Success);
@@ -495,14 +499,14 @@ async fn a_sweep_hands_over_each_teams_report_once_and_totals_them() {
     let folded = whole.totals();
     assert_eq!(
         (
-            folded.teams,
-            folded.lineages,
+            folded.scope.teams,
+            folded.scope.lineages,
             folded.succeeded,
             folded.planned
         ),
         (
-            totals.teams,
-            totals.lineages,
+            totals.scope.teams,
+            totals.scope.lineages,
             totals.succeeded,
             totals.planned
         )
@@ -510,7 +514,7 @@ async fn a_sweep_hands_over_each_teams_report_once_and_totals_them() {
 
     // The next sweep, kept whole: the same teams, nothing due.
     let report = engine.sweep(&SweepMode::Apply).await.unwrap();
-    assert_eq!((report.teams, report.lineages), (3, 6));
+    assert_eq!((report.scope.teams, report.scope.lineages), (3, 6));
     assert!(report.outcomes.is_empty(), "{:?}", report.outcomes);
     assert!(
         report.plans.windows(2).all(|p| p[0].lineage < p[1].lineage),

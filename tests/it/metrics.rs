@@ -12,7 +12,7 @@ use masv_key_rotator::engine::planner::{
     Action, ActionKind, KeyOutlook, KeyRole, LineagePlan, NextStep, Note,
 };
 use masv_key_rotator::engine::report::ActionOutcome;
-use masv_key_rotator::engine::{LineageId, SweepReport};
+use masv_key_rotator::engine::{LineageId, Scope, SweepReport};
 use masv_key_rotator::metrics::{Metrics, CONTENT_TYPE};
 use tokio_util::sync::CancellationToken;
 
@@ -266,10 +266,13 @@ fn ok_report(now: DateTime<Utc>) -> SweepReport {
     SweepReport {
         started_at: Some(now - Duration::milliseconds(1500)),
         finished_at: Some(now),
-        teams: 1,
-        lineages: 3,
-        managed_keys: 5,
-        unmanaged_keys: 2,
+        scope: Scope {
+            teams: 1,
+            lineages: 3,
+            managed_keys: 5,
+            unmanaged_keys: 2,
+            ..Scope::default()
+        },
         plans: vec![
             LineagePlan {
                 lineage: lineage("ci-build"),
@@ -344,9 +347,12 @@ fn failed_report(now: DateTime<Utc>) -> SweepReport {
     SweepReport {
         started_at: Some(now - Duration::seconds(4)),
         finished_at: Some(now),
-        teams: 1,
-        lineages: 1,
-        managed_keys: 1,
+        scope: Scope {
+            teams: 1,
+            lineages: 1,
+            managed_keys: 1,
+            ..Scope::default()
+        },
         plans: vec![LineagePlan {
             lineage: lineage("ci-build"),
             actions: vec![Action::Rotate {
@@ -531,10 +537,14 @@ async fn a_failed_sweep_is_counted_and_unhealthy_until_an_ok_one() {
 async fn an_unreachable_or_erroring_sweep_is_unhealthy() {
     let (clock, metrics) = rig();
     let now = clock.now();
+    let ok = ok_report(now);
     metrics.record_sweep(&SweepReport {
-        unreachable: true,
+        scope: Scope {
+            unreachable: true,
+            ..ok.scope
+        },
         errors: vec!["team X: connection refused".into()],
-        ..ok_report(now)
+        ..ok
     });
     let why = metrics.health().unwrap_err();
     assert!(why.contains("could not reach"), "{why}");

@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use masv_key_rotator::clock::SystemClock;
 use masv_key_rotator::engine::planner::{ActionKind, LineagePlan, Note};
 use masv_key_rotator::engine::report::ActionOutcome;
-use masv_key_rotator::engine::{LineageId, SweepReport};
+use masv_key_rotator::engine::{LineageId, Scope, SweepReport};
 use masv_key_rotator::metrics::Metrics;
 use masv_key_rotator::notify::{
     EventFilter, EventKind, Notifier, NotifyError, NotifySettings, NotifyStats,
@@ -167,7 +167,10 @@ pub fn report_at(
     SweepReport {
         started_at: Some(at - Duration::seconds(2)),
         finished_at: Some(at),
-        lineages: plans.len(),
+        scope: Scope {
+            lineages: plans.len(),
+            ..Scope::default()
+        },
         plans,
         outcomes,
         ..SweepReport::default()
