@@ -158,14 +158,15 @@ impl Records {
             }
             out.known.entry(name).or_default().insert(rotation_id);
         }
-        let rows =
-            sqlx::query("SELECT * FROM retirements WHERE team_id = ? AND phase != 'deleted'")
-                .bind(team_id)
-                .fetch_all(pool)
-                .await
-                .map_err(query_err("load retirements"))?;
-        for row in rows {
-            let r = retirement_from_row(&row)?;
+        let retirements: Vec<PackedRetirement> = fetch_packed(
+            pool,
+            "load retirements",
+            &format!("SELECT json_group_array({RETIREMENT_COLUMNS}) FROM retirements WHERE team_id = ? AND phase != 'deleted'"),
+            &[team_id],
+        )
+        .await?;
+        for r in retirements {
+            let r = r.into_record()?;
             out.retirements
                 .entry(r.lineage.name.clone())
                 .or_default()
@@ -214,15 +215,16 @@ impl Records {
             .iter()
             .map(rotation_from_row)
             .collect::<Result<_, _>>()?;
-        let rows = sqlx::query(
-            "SELECT * FROM retirements WHERE phase IN ('waiting', 'deactivating') ORDER BY key_id",
+        let retirements: Vec<PackedRetirement> = fetch_packed(
+            pool,
+            "load retirements",
+            &format!("SELECT json_group_array({RETIREMENT_COLUMNS} ORDER BY key_id) FROM retirements WHERE phase IN ('waiting', 'deactivating')"),
+            &[],
         )
-        .fetch_all(pool)
-        .await
-        .map_err(query_err("load retirements"))?;
-        let undeactivated = rows
-            .iter()
-            .map(retirement_from_row)
+        .await?;
+        let undeactivated = retirements
+            .into_iter()
+            .map(PackedRetirement::into_record)
             .collect::<Result<_, _>>()?;
         Ok(InFlight {
             rotations,
@@ -499,21 +501,44 @@ fn rotation_from_row(row: &SqliteRow) -> Result<RotationRecord, StoreError> {
     })
 }
 
-fn retirement_from_row(row: &SqliteRow) -> Result<RetirementRecord, StoreError> {
-    Ok(RetirementRecord {
-        key_id: row.get("key_id"),
-        lineage: LineageId::new(
-            row.get::<String, _>("team_id"),
-            row.get::<String, _>("key_name"),
-        ),
-        rotation_id: row.get("rotation_id"),
-        replaced_at: parse_ts(&row.get::<String, _>("replaced_at"))?,
-        phase: row
-            .get::<String, _>("phase")
-            .parse::<RetirePhase>()
-            .map_err(corrupt)?,
-        deactivated_at: parse_opt_ts(row.get("deactivated_at"))?,
-    })
+/// A retirement's columns as one JSON array, for [`fetch_packed`].
+const RETIREMENT_COLUMNS: &str =
+    "json_array(key_id, team_id, key_name, rotation_id, replaced_at, phase, deactivated_at)";
+
+/// A `retirements` row as [`RETIREMENT_COLUMNS`] packs it: a team's
+/// retirements are as many as its keys (each waits out its grace period), and
+/// one message for all of them costs one thread wake-up instead of one per row.
+#[derive(serde::Deserialize)]
+struct PackedRetirement(
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+);
+
+impl PackedRetirement {
+    fn into_record(self) -> Result<RetirementRecord, StoreError> {
+        let PackedRetirement(
+            key_id,
+            team_id,
+            key_name,
+            rotation_id,
+            replaced_at,
+            phase,
+            deactivated_at,
+        ) = self;
+        Ok(RetirementRecord {
+            key_id,
+            lineage: LineageId::new(team_id, key_name),
+            rotation_id,
+            replaced_at: parse_ts(&replaced_at)?,
+            phase: phase.parse::<RetirePhase>().map_err(corrupt)?,
+            deactivated_at: parse_opt_ts(deactivated_at)?,
+        })
+    }
 }
 
 #[cfg(test)]
