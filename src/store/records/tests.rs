@@ -31,17 +31,28 @@ async fn snapshot_writes_only_new_changed_and_gone_keys() {
     let store = Store::open(&dir.path().join("s.db")).await.unwrap();
     let records = Records::new(store.clone());
     let t1 = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
-    let (a, b, c) = (key("A", None), key("B", None), key("C", None));
-    records.snapshot_keys("T", &[&a, &b, &c], t1).await.unwrap();
+    let (a, b, c, e) = (
+        key("A", None),
+        key("B", None),
+        key("C", None),
+        key("E", None),
+    );
+    records
+        .snapshot_keys("T", &[&a, &b, &c, &e], t1)
+        .await
+        .unwrap();
 
     let t2 = t1 + Duration::minutes(5);
     let b_used = key("B", Some(t2));
     let d = key("D", None);
+    let mut e_suspended = e.clone();
+    e_suspended.state = KeyState::Suspended;
     records
-        .snapshot_keys("T", &[&a, &b_used, &d], t2)
+        .snapshot_keys("T", &[&a, &b_used, &d, &e_suspended], t2)
         .await
         .unwrap();
     let seen = seen_at(&store).await;
+    assert_eq!(seen["E"], ts(t2), "a key whose state changed is rewritten");
     assert_eq!(seen["A"], ts(t1), "an unchanged key is not rewritten");
     assert_eq!(seen["B"], ts(t2), "a changed key is");
     assert_eq!(seen["D"], ts(t2), "a new key is");
@@ -53,8 +64,9 @@ async fn snapshot_writes_only_new_changed_and_gone_keys() {
     let (keys, listed) = records.snapshot("T").await.unwrap();
     assert_eq!(listed, Some(t2), "the listing time moves on every sweep");
     let ids: Vec<_> = keys.iter().map(|k| k.id.as_str()).collect();
-    assert_eq!(ids, vec!["A", "B", "D"]);
+    assert_eq!(ids, vec!["A", "B", "D", "E"]);
     assert_eq!(keys[1].last_request_at, Some(t2));
+    assert_eq!(keys[3].state, KeyState::Suspended);
     assert_eq!(records.snapshot("other").await.unwrap(), (vec![], None));
 }
 
