@@ -513,6 +513,16 @@ async fn main() {
     );
     let steady = once(&bin, &config, &proxy);
     row("steady (none due)", &steady, l, o.concurrency, 0);
+    // The first sweep after the adoption records the new keys (and the old
+    // ones' new state) in the key snapshot; a second finds nothing changed.
+    let again = once(&bin, &config, &proxy);
+    row(
+        "steady again (nothing changed)",
+        &again,
+        l,
+        o.concurrency,
+        0,
+    );
     // mixed: MASV suspends 10 % of the current keys, which makes them due
     let mut suspended = 0;
     for t in 0..o.teams {
