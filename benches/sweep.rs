@@ -513,8 +513,8 @@ async fn main() {
     );
     let steady = once(&bin, &config, &proxy);
     row("steady (none due)", &steady, l, o.concurrency, 0);
-    // The first sweep after the adoption records the new keys (and the old
-    // ones' new state) in the key snapshot; a second finds nothing changed.
+    // The first sweep after the adoption records in the key snapshot each new
+    // key's first use (the rotation's own check); a second finds nothing changed.
     let again = once(&bin, &config, &proxy);
     row(
         "steady again (nothing changed)",

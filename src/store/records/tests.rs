@@ -95,3 +95,47 @@ async fn snapshot_round_trips_every_field_per_team() {
     assert!(records.snapshot("T1").await.unwrap().0.is_empty());
     assert_eq!(records.snapshot("T2").await.unwrap().0, vec![other]);
 }
+
+/// Retirements come back whole from their packed read, with and without the
+/// optional fields: per team and lineage for planning, and in key order, only
+/// the undeactivated ones, across teams for `in_flight`.
+#[tokio::test]
+async fn retirements_round_trip_through_the_packed_reads() {
+    use crate::engine::model::RetirePhase;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+    let records = Records::new(store);
+    let t1 = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    let retirement = |key_id: &str, team: &str, phase, rotation: Option<&str>| RetirementRecord {
+        key_id: key_id.into(),
+        lineage: LineageId::new(team, "ci"),
+        rotation_id: rotation.map(str::to_string),
+        replaced_at: t1 - Duration::days(2),
+        phase,
+        deactivated_at: (phase == RetirePhase::Inactive).then_some(t1 - Duration::hours(3)),
+    };
+    let found = retirement("K3", "T", RetirePhase::Waiting, None);
+    let replaced = retirement("K2", "T", RetirePhase::Deactivating, Some("R1"));
+    let inactive = retirement("K1", "T", RetirePhase::Inactive, Some("R0"));
+    let deleted = retirement("K0", "T", RetirePhase::Deleted, Some("R0"));
+    let other = retirement("K4", "U", RetirePhase::Waiting, Some("R9"));
+    let changes = [&found, &replaced, &inactive, &deleted, &other]
+        .into_iter()
+        .map(|r| Change::Retirement(r.clone()))
+        .collect();
+    records.apply(t1, changes, vec![]).await.unwrap();
+
+    let team = records.load_team("T", &[]).await.unwrap();
+    let mut ci = team.retirements["ci"].clone();
+    ci.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+    assert_eq!(
+        ci,
+        vec![inactive, replaced.clone(), found.clone()],
+        "the team's retirements but the deleted one, every field intact"
+    );
+    assert_eq!(
+        records.in_flight().await.unwrap().undeactivated,
+        vec![replaced, found, other],
+        "the undeactivated ones of every team, in key order"
+    );
+}
