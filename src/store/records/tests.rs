@@ -16,6 +16,18 @@ fn key(id: &str, used: Option<DateTime<Utc>>) -> Key {
     }
 }
 
+/// A record store on a fresh database file (kept while the directory lives).
+async fn fresh() -> (tempfile::TempDir, Records) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+    (dir, Records::new(store))
+}
+
+/// The instant the tests start from.
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
+}
+
 async fn seen_at(store: &Store) -> BTreeMap<String, String> {
     sqlx::query_as::<_, (String, String)>("SELECT key_id, seen_at FROM key_snapshots")
         .fetch_all(store.pool())
@@ -30,7 +42,7 @@ async fn snapshot_writes_only_new_changed_and_gone_keys() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.db")).await.unwrap();
     let records = Records::new(store.clone());
-    let t1 = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    let t1 = start();
     let (a, b, c, e) = (
         key("A", None),
         key("B", None),
@@ -74,10 +86,8 @@ async fn snapshot_writes_only_new_changed_and_gone_keys() {
 /// teams are kept apart, and an empty list clears only its own team.
 #[tokio::test]
 async fn snapshot_round_trips_every_field_per_team() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db")).await.unwrap();
-    let records = Records::new(store);
-    let t1 = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    let (_dir, records) = fresh().await;
+    let t1 = start();
     let mut odd = key("A", Some(t1 - Duration::milliseconds(1500)));
     odd.description = "key \"A\", with a comma,\na newline and \\ a backslash".into();
     odd.state = KeyState::Suspended;
@@ -102,10 +112,8 @@ async fn snapshot_round_trips_every_field_per_team() {
 #[tokio::test]
 async fn retirements_round_trip_through_the_packed_reads() {
     use crate::engine::model::RetirePhase;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db")).await.unwrap();
-    let records = Records::new(store);
-    let t1 = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    let (_dir, records) = fresh().await;
+    let t1 = start();
     let retirement = |key_id: &str, team: &str, phase, rotation: Option<&str>| RetirementRecord {
         key_id: key_id.into(),
         lineage: LineageId::new(team, "ci"),
