@@ -39,9 +39,7 @@ async fn seen_at(store: &Store) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn snapshot_writes_only_new_changed_and_gone_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db")).await.unwrap();
-    let records = Records::new(store.clone());
+    let (_dir, records) = fresh().await;
     let t1 = start();
     let (a, b, c, e) = (
         key("A", None),
@@ -63,7 +61,7 @@ async fn snapshot_writes_only_new_changed_and_gone_keys() {
         .snapshot_keys("T", &[&a, &b_used, &d, &e_suspended], t2)
         .await
         .unwrap();
-    let seen = seen_at(&store).await;
+    let seen = seen_at(records.store()).await;
     assert_eq!(seen["E"], ts(t2), "a key whose state changed is rewritten");
     assert_eq!(seen["A"], ts(t1), "an unchanged key is not rewritten");
     assert_eq!(seen["B"], ts(t2), "a changed key is");
