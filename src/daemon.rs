@@ -13,8 +13,9 @@
 //! knowledge.
 //!
 //! A while after each sweep, once the connections it used have timed out, the
-//! loop hands the allocator's free pages back to the system: otherwise the idle
-//! daemon would stay as large as its busiest sweep (see `heap-trim`).
+//! loop hands the allocator's free pages back to the system, and asks the
+//! kernel to reclaim the code pages the sweep ran: otherwise the idle daemon
+//! would stay as large as its busiest sweep (see `idle-memory`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,8 +38,9 @@ pub struct LoopStats {
     pub skipped_ticks: u64,
     /// The most sweeps ever running at once (1 means they never overlapped).
     pub max_concurrent: u64,
-    /// Times the loop gave freed memory back to the system (at most once per sweep).
-    pub heap_releases: u64,
+    /// Times the loop gave freed memory and code pages back to the system (at
+    /// most once per sweep).
+    pub memory_releases: u64,
 }
 
 /// How long after a sweep the daemon gives freed memory back: longer than the
@@ -54,12 +56,12 @@ const _: () = assert!(
 /// When the loop next releases freed memory: at the first idle tick
 /// `settle_after` past a sweep's end, once per sweep.
 #[derive(Debug)]
-struct HeapSettle {
+struct MemorySettle {
     settle_after: Duration,
     swept_at: Option<Instant>,
 }
 
-impl HeapSettle {
+impl MemorySettle {
     fn sweep_ended(&mut self, at: Instant) {
         self.swept_at = Some(at);
     }
@@ -189,7 +191,7 @@ where
         mut lease,
         sweep_at_start,
     } = hooks;
-    let mut settle = HeapSettle {
+    let mut settle = MemorySettle {
         settle_after,
         swept_at: None,
     };
@@ -234,9 +236,10 @@ where
                     _ = idle.tick() => {
                         on_idle();
                         if settle.take_due(Instant::now()) {
-                            let released = heap_trim::release_free_memory();
-                            stats.heap_releases += 1;
-                            debug!(released, "gave the last sweep's freed memory back to the system");
+                            let released = idle_memory::release_free_memory();
+                            let code_mappings = idle_memory::page_out_code();
+                            stats.memory_releases += 1;
+                            debug!(released, code_mappings, "gave the last sweep's freed memory and code pages back to the system");
                         }
                     }
                     tick = rx.recv() => {
@@ -309,7 +312,7 @@ mod tests {
     #[test]
     fn memory_is_released_once_per_sweep_after_it_settles() {
         let t0 = Instant::now();
-        let mut s = HeapSettle {
+        let mut s = MemorySettle {
             settle_after: Duration::from_secs(15),
             swept_at: None,
         };

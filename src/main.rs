@@ -11,7 +11,7 @@ use masv_key_rotator::exit::CommandError;
 fn main() -> ExitCode {
     // One malloc arena for all threads: the database connections' worker
     // threads come and go, and memory left in their own arenas stayed resident.
-    heap_trim::limit_arenas(1);
+    idle_memory::limit_arenas(1);
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -119,7 +119,7 @@ async fn freed_memory_is_given_back_once_after_each_sweep() {
     let idle_ticks = idle_ticks.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(stats.sweeps, 1, "{stats:?}");
     assert!(idle_ticks > 10, "the loop idled on {idle_ticks} ticks");
-    assert_eq!(stats.heap_releases, 1, "{stats:?}");
+    assert_eq!(stats.memory_releases, 1, "{stats:?}");
 }
 
 #[tokio::test]

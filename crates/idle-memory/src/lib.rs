@@ -1,4 +1,4 @@
-//! Gives the C allocator's free pages back to the system.
+//! Gives memory an idle process no longer needs back to the system.
 //!
 //! glibc's malloc returns freed memory to the kernel only from the top of each
 //! arena; what a burst freed in the middle stays resident. For the daemon that
@@ -8,8 +8,14 @@
 //! `limit_arenas` keeps threads from each getting an arena of their own, which
 //! trimming cannot fully empty once the thread is gone.
 //!
+//! A sweep also runs most of the program: its code pages (and the kernel's
+//! read-around of each) stay resident until memory runs short, although the
+//! next sweep is an hour away. `page_out_code` asks the kernel to reclaim them
+//! now, as it would under memory pressure; they are read back from the
+//! executable as the next sweep runs.
+//!
 //! This crate exists so that the daemon's own crate can keep
-//! `#![forbid(unsafe_code)]`: its one foreign call lives here, alone.
+//! `#![forbid(unsafe_code)]`: its foreign calls live here, alone.
 
 /// Has every thread allocate from at most `max` arenas; `true` if glibc took
 /// the setting. glibc gives threads their own arenas, and what a short-lived
@@ -28,14 +34,33 @@ pub fn release_free_memory() -> bool {
     imp::release()
 }
 
+/// Asks the kernel to reclaim the resident pages of this program's own
+/// executable that it never writes (code, read-only data), as memory pressure
+/// would; the number of mappings that took the advice. Pages another process
+/// maps too are left alone by the kernel. Nothing changes for the program but
+/// speed: a page is read back from the executable when next used.
+///
+/// Elsewhere than Linux (or on kernels before 5.4, which lack the advice) this
+/// returns 0.
+pub fn page_out_code() -> usize {
+    imp::page_out_code()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod maps;
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod imp {
-    use std::os::raw::c_int;
+    use std::os::raw::{c_int, c_void};
 
     extern "C" {
         fn malloc_trim(pad: usize) -> c_int;
         fn mallopt(param: c_int, value: c_int) -> c_int;
+        fn madvise(addr: *mut c_void, length: usize, advice: c_int) -> c_int;
     }
+
+    /// Linux's `MADV_PAGEOUT` (asm-generic/mman-common.h), since 5.4.
+    const MADV_PAGEOUT: c_int = 21;
 
     /// glibc's `M_ARENA_MAX` (malloc.h).
     const M_ARENA_MAX: c_int = -8;
@@ -56,6 +81,23 @@ mod imp {
         // from any thread at any time.
         unsafe { malloc_trim(0) != 0 }
     }
+
+    pub fn page_out_code() -> usize {
+        super::maps::own_read_only_mappings()
+            .into_iter()
+            .filter(|m| {
+                // SAFETY: the range is one whole mapping of this process, as
+                // /proc/self/maps lists it (page-aligned, mapped). MADV_PAGEOUT
+                // never changes what the memory holds: a reclaimed page of a
+                // file mapping that is never written is read back from the file
+                // on its next use, exactly as after reclaim under memory
+                // pressure; the kernel skips pages it cannot reclaim. A mapping
+                // unmapped since the listing makes the call fail with ENOMEM,
+                // harmlessly.
+                unsafe { madvise(m.start as *mut c_void, m.len, MADV_PAGEOUT) == 0 }
+            })
+            .count()
+    }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -67,11 +109,15 @@ mod imp {
     pub fn release() -> bool {
         false
     }
+
+    pub fn page_out_code() -> usize {
+        0
+    }
 }
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
-    use super::release_free_memory;
+    use super::{page_out_code, release_free_memory};
 
     fn resident_kb() -> u64 {
         std::fs::read_to_string("/proc/self/status")
@@ -131,5 +177,41 @@ mod tests {
             "resident: {before_free} kB with the blocks, {after_free} kB freed, {after_trim} kB trimmed"
         );
         assert_eq!(pin[0], 2);
+    }
+
+    /// Resident kB of this test binary's own unwritable mappings.
+    fn resident_code_kb() -> u64 {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let exe = exe.to_str().unwrap();
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut ours = false;
+        let mut kb = 0;
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            let first = fields.next().unwrap_or_default();
+            if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                let perms = fields.next().unwrap_or_default();
+                ours = line.ends_with(exe) && !perms.contains('w');
+            } else if ours && first == "Rss:" {
+                kb += fields.next().unwrap().parse::<u64>().unwrap();
+            }
+        }
+        kb
+    }
+
+    /// The binary's code pages are resident after running it; after the call
+    /// most of them are not (the few this test runs again come back).
+    #[test]
+    fn code_pages_leave_memory_and_the_program_runs_on() {
+        let before = resident_code_kb();
+        let advised = page_out_code();
+        let after = resident_code_kb();
+        assert!(advised >= 1, "no mapping took the advice");
+        assert!(
+            after * 2 < before,
+            "resident code: {before} kB before, {after} kB after"
+        );
+        // The code runs on from pages read back in.
+        assert!(resident_code_kb() > 0);
     }
 }
