@@ -49,8 +49,11 @@ pub fn format(value: Option<DateTime<Utc>>) -> String {
 
 /// Serde adapter for `Option<DateTime<Utc>>` fields in MASV JSON (zero time ⇔ `None`).
 pub mod serde_opt {
+    use std::fmt;
+
     use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(
         value: &Option<DateTime<Utc>>,
@@ -63,11 +66,37 @@ pub mod serde_opt {
         deserializer: D,
     ) -> Result<Option<DateTime<Utc>>, D::Error> {
         // A missing or null field means the same as the zero time.
-        let raw: Option<String> = Option::deserialize(deserializer)?;
-        match raw {
-            None => Ok(None),
-            Some(s) if s.is_empty() => Ok(None),
-            Some(s) => super::parse(&s).map_err(serde::de::Error::custom),
+        deserializer.deserialize_option(OptionalTimestamp)
+    }
+
+    /// Parses the text where the decoder holds it: a key list carries four
+    /// timestamps per key, and none needs a `String` of its own.
+    struct OptionalTimestamp;
+
+    impl<'de> Visitor<'de> for OptionalTimestamp {
+        type Value = Option<DateTime<Utc>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an RFC 3339 timestamp or null")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            super::parse(s).map_err(E::custom)
         }
     }
 }
@@ -162,5 +191,43 @@ mod tests {
         assert_eq!(format(Some(t)), "2021-04-19T16:57:32.683Z");
         assert_eq!(parse(&format(Some(t))).unwrap(), Some(t));
         assert_eq!(format(None), ZERO_TIME);
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Stamped {
+        #[serde(with = "serde_opt", default)]
+        at: Option<DateTime<Utc>>,
+    }
+
+    fn stamped(json: &str) -> Result<Option<DateTime<Utc>>, String> {
+        serde_json::from_str::<Stamped>(json)
+            .map(|s| s.at)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_serde_adapter_reads_every_shape_masv_may_send() {
+        let t = Some(at(16, 57, 32, 683_000_000));
+        assert_eq!(stamped(r#"{"at": "2021-04-19T16:57:32.683Z"}"#), Ok(t));
+        // Escaped text is unescaped by the decoder before it is parsed.
+        assert_eq!(stamped(r#"{"at": "2021-04-19T16:57:32.683\u005a"}"#), Ok(t));
+        for none in [
+            r#"{}"#,
+            r#"{"at": null}"#,
+            r#"{"at": ""}"#,
+            r#"{"at": "0001-01-01T00:00:00.000Z"}"#,
+        ] {
+            assert_eq!(stamped(none), Ok(None), "{none}");
+        }
+        let garbage = stamped(r#"{"at": "yesterday"}"#).unwrap_err();
+        assert!(garbage.contains("yesterday"), "{garbage}");
+        for wrong in [
+            r#"{"at": 1618851452}"#,
+            r#"{"at": ["x"]}"#,
+            r#"{"at": true}"#,
+        ] {
+            let e = stamped(wrong).unwrap_err();
+            assert!(e.contains("timestamp"), "{wrong}: {e}");
+        }
     }
 }
