@@ -267,10 +267,11 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
             }
         };
         let now = self.clock.now();
-        let managed = admit(team, &listed, &mut result);
+        let managed = admit(team, listed, &mut result);
         result.scope.managed_keys = managed.len();
+        let managed_refs: Vec<&Key> = managed.iter().collect();
         let records = match &self.records {
-            Some(r) => match r.load_team(&team.id, &managed).await {
+            Some(r) => match r.load_team(&team.id, &managed_refs).await {
                 Ok(recs) => recs,
                 Err(e) => {
                     result.scope.teams_failed = 1;
@@ -285,13 +286,14 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
         };
         if mode != &SweepMode::DryRun {
             if let Some(r) = &self.records {
-                if let Err(e) = r.snapshot_keys(&team.id, &managed, now).await {
+                if let Err(e) = r.snapshot_keys(&team.id, &managed_refs, now).await {
                     warn!(error = %e, "cannot record the key snapshot");
                 }
             }
         }
 
-        let lineages = lineages(team, &managed, &records, mode);
+        drop(managed_refs);
+        let lineages = lineages(team, managed, &records, mode);
         // Lineages with no cached Vault view would each be read; one list of
         // the team's names tells which of them have no secret at all
         // (adoption), and those need no read.
@@ -536,26 +538,27 @@ impl<K: KeyApi, S: SecretStore> Engine<K, S> {
 
 /// The team's listed keys that match its patterns and can be managed; the
 /// others are counted (and the unmanageable ones reported) in `result`.
-fn admit<'k>(team: &ManagedTeam, listed: &'k [Key], result: &mut SweepReport) -> Vec<&'k Key> {
-    let matched: Vec<&Key> = listed
-        .iter()
-        .filter(|k| team.matcher.is_match(&k.name))
-        .collect();
-    result.scope.unmanaged_keys = listed.len() - matched.len();
-    let mut managed = Vec::with_capacity(matched.len());
-    for key in matched {
-        match admission::problem(key) {
+fn admit(team: &ManagedTeam, listed: Vec<Key>, result: &mut SweepReport) -> Vec<Key> {
+    let mut unmatched = 0;
+    let mut managed = Vec::with_capacity(listed.len());
+    for key in listed {
+        if !team.matcher.is_match(&key.name) {
+            unmatched += 1;
+            continue;
+        }
+        match admission::problem(&key) {
             None => managed.push(key),
             Some(reason) => {
                 warn!(key_id = %key.id, reason = %reason.describe(), "key left alone: it cannot be managed");
                 result.unmanageable.push(Unmanageable {
                     team_id: team.id.clone(),
-                    key_id: key.id.clone(),
+                    key_id: key.id,
                     reason,
                 });
             }
         }
     }
+    result.scope.unmanaged_keys = unmatched;
     managed
 }
 
@@ -563,18 +566,20 @@ fn admit<'k>(team: &ManagedTeam, listed: &'k [Key], result: &mut SweepReport) ->
 /// Lineages known only from the records (all their keys gone) still count.
 fn lineages(
     team: &ManagedTeam,
-    managed: &[&Key],
+    managed: Vec<Key>,
     records: &TeamRecords,
     mode: &SweepMode,
 ) -> Vec<(String, Vec<Key>)> {
-    let mut by_name: BTreeMap<&str, Vec<Key>> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, Vec<Key>> = BTreeMap::new();
     for k in managed {
-        by_name
-            .entry(k.name.as_str())
-            .or_default()
-            .push((*k).clone());
+        match by_name.get_mut(&k.name) {
+            Some(keys) => keys.push(k),
+            None => {
+                by_name.insert(k.name.clone(), vec![k]);
+            }
+        }
     }
-    let mut names: BTreeSet<String> = by_name.keys().map(|s| s.to_string()).collect();
+    let mut names: BTreeSet<String> = by_name.keys().cloned().collect();
     for (name, view) in &records.vault {
         if view.is_some() && team.matcher.is_match(name) {
             names.insert(name.clone());
