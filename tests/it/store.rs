@@ -35,6 +35,85 @@ async fn exec(store: &Store, sql: &str) -> Result<(), sqlx::Error> {
     sqlx::query(sql).execute(store.pool()).await.map(|_| ())
 }
 
+/// A database made by the release before the team-ordered tables keeps every
+/// row of the three tables it rebuilds, and key ids stay unique on their own.
+#[tokio::test]
+async fn an_older_database_keeps_its_rows_when_tables_move_to_team_order() {
+    const TEAM_ORDER: &str = "20261204100000_tables_in_team_order.sql";
+    let dir = tempfile::tempdir().unwrap();
+    let older = dir.path().join("older-migrations");
+    std::fs::create_dir(&older).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut copied = 0;
+    for f in std::fs::read_dir(&all).unwrap() {
+        let f = f.unwrap();
+        if f.file_name() != TEAM_ORDER {
+            std::fs::copy(f.path(), older.join(f.file_name())).unwrap();
+            copied += 1;
+        }
+    }
+    assert!(all.join(TEAM_ORDER).is_file() && copied >= 7);
+    let path = dir.path().join("state.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(older.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let rows = [
+        "INSERT INTO key_snapshots VALUES ('K2', 'T2', 'render-b', 'd2', 'inactive', '2026-01-01T00:00:00.000Z', NULL, NULL, '2026-01-02T00:00:00.000Z')",
+        "INSERT INTO key_snapshots VALUES ('K1', 'T1', 'render-a', 'd1', 'active', NULL, '2026-03-01T00:00:00.000Z', '2026-01-03T00:00:00.000Z', '2026-01-02T00:00:00.000Z')",
+        "INSERT INTO retirements VALUES ('K3', 'T1', 'render-a', 'R1', '2026-01-01T00:00:00.000Z', 'waiting', NULL, '2026-01-01T00:00:00.000Z')",
+        "INSERT INTO retirements VALUES ('K4', 'T2', 'render-b', NULL, '2026-01-01T00:00:00.000Z', 'deleted', '2026-01-02T00:00:00.000Z', '2026-01-03T00:00:00.000Z')",
+        "INSERT INTO verified_keys VALUES ('K1', 'T1', 'render-a', '2026-01-01T00:00:00.000Z')",
+        "INSERT INTO verified_keys VALUES ('K2', 'T2', 'render-b', '2026-01-01T00:00:00.000Z')",
+    ];
+    for sql in rows {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    const DUMP: [&str; 3] = [
+        "SELECT json_group_array(json_array(key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) ORDER BY key_id) FROM key_snapshots",
+        "SELECT json_group_array(json_array(key_id, team_id, key_name, rotation_id, replaced_at, phase, deactivated_at, updated_at) ORDER BY key_id) FROM retirements",
+        "SELECT json_group_array(json_array(key_id, team_id, key_name, verified_at) ORDER BY key_id) FROM verified_keys",
+    ];
+    let mut before = vec![];
+    for sql in DUMP {
+        before.push(
+            sqlx::query_scalar::<_, String>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap(),
+        );
+    }
+    pool.close().await;
+
+    let store = Store::open(&path).await.unwrap();
+    for (sql, before) in DUMP.iter().zip(&before) {
+        let after: String = sqlx::query_scalar(sql)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(&after, before, "{sql}");
+    }
+    assert!(
+        before[0].contains("render-a") && before[1].contains("R1"),
+        "{before:?}"
+    );
+    for (table, again) in [
+        ("key_snapshots", "INSERT INTO key_snapshots VALUES ('K1', 'T9', 'x', '', 'active', NULL, NULL, NULL, 'now')"),
+        ("retirements", "INSERT INTO retirements VALUES ('K3', 'T9', 'x', NULL, 'now', 'waiting', NULL, 'now')"),
+        ("verified_keys", "INSERT INTO verified_keys VALUES ('K2', 'T9', 'x', 'now')"),
+    ] {
+        let err = exec(&store, again).await.unwrap_err().to_string();
+        assert!(err.contains("UNIQUE"), "{table}: a key id twice, in another team: {err}");
+    }
+    store.integrity_check().await.unwrap();
+}
+
 #[tokio::test]
 async fn fresh_file_migrates_in_wal_mode_and_reopens() {
     let (dir, store) = fresh().await;
