@@ -77,6 +77,11 @@ pub struct Records {
     store: Store,
 }
 
+/// A team's finished rotations among the rotation ids of a JSON array, packed
+/// as `[key name, rotation id, phase]` rows. Only the team's range of the
+/// `rotations_finished_by_team` index is read, however long the history.
+const FINISHED_ROTATIONS_BY_ID: &str = "SELECT json_group_array(json_array(key_name, rotation_id, phase)) FROM rotations WHERE team_id = ? AND phase IN ('verified', 'rolled_back', 'abandoned') AND rotation_id IN (SELECT value FROM json_each(?))";
+
 impl Records {
     pub fn new(store: Store) -> Self {
         Self { store }
@@ -145,7 +150,7 @@ impl Records {
         let finished: Vec<(String, String, String)> = fetch_packed(
             pool,
             "load finished rotations",
-            "SELECT json_group_array(json_array(key_name, rotation_id, phase)) FROM rotations WHERE team_id = ? AND phase IN ('verified', 'rolled_back', 'abandoned') AND rotation_id IN (SELECT value FROM json_each(?))",
+            FINISHED_ROTATIONS_BY_ID,
             &[team_id, &marked],
         )
         .await?;

@@ -145,3 +145,24 @@ async fn retirements_round_trip_through_the_packed_reads() {
         "the undeactivated ones of every team, in key order"
     );
 }
+
+/// The finished rotations a team's keys name are looked up in the team's range
+/// of a covering index, not by reading each of the team's rotations ever made.
+#[tokio::test]
+async fn finished_rotations_are_looked_up_in_an_index_that_holds_them() {
+    let (_dir, records) = fresh().await;
+    let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {FINISHED_ROTATIONS_BY_ID}"))
+        .bind("T1")
+        .bind(r#"["R1","R2"]"#)
+        .fetch_all(records.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| sqlx::Row::get(row, "detail"))
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|d| d.contains("COVERING INDEX rotations_finished_by_team")),
+        "{plan:?}"
+    );
+}
