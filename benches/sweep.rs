@@ -11,7 +11,7 @@
 //! Needs `VAULT_ADDR` and `VAULT_TOKEN` (scripts/bench starts a throwaway OpenBao)
 //! and `MASV_KEY_ROTATOR_BIN` (the release binary).
 //! Options: --teams N --keys M --latency-ms L --vault-latency-ms LV --concurrency C
-//! --baseline-keys K --idle-secs S --skip-baseline --smaps
+//! --baseline-keys K --idle-secs S --skip-baseline --smaps --steady-repeats R
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,9 @@ struct Opts {
     smaps: bool,
     /// Leave out the two small adoptions at max_concurrency C and 1.
     skip_baseline: bool,
+    /// How many times to run each kind of steady sweep (every current key used
+    /// since the last sweep, nothing changed); more than once prints the spread.
+    steady_repeats: usize,
 }
 
 fn opts() -> Opts {
@@ -52,6 +55,7 @@ fn opts() -> Opts {
         idle_secs: 60,
         smaps: false,
         skip_baseline: false,
+        steady_repeats: 1,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -65,6 +69,7 @@ fn opts() -> Opts {
             ("--concurrency", Some(v)) => o.concurrency = v as usize,
             ("--baseline-keys", Some(v)) => o.baseline_keys = v as usize,
             ("--idle-secs", Some(v)) => o.idle_secs = v,
+            ("--steady-repeats", Some(v)) => o.steady_repeats = (v as usize).max(1),
             ("--smaps", _) => {
                 o.smaps = true;
                 i += 1;
@@ -253,6 +258,7 @@ fn write_config(
     path
 }
 
+#[derive(Clone)]
 struct Run {
     wall: f64,
     rss_kb: u64,
@@ -352,6 +358,26 @@ struct Latency {
 }
 
 /// One row; `rotations` the rotations the sweep made (Vault requests per rotation).
+/// One line for repeated runs of the same sweep: wall and daemon CPU, as
+/// minimum, median and maximum.
+fn spread(name: &str, runs: &[Run]) {
+    fn three(mut v: Vec<f64>) -> String {
+        v.sort_by(f64::total_cmp);
+        format!(
+            "{:.2} / {:.2} / {:.2} s",
+            v[0],
+            v[v.len() / 2],
+            v[v.len() - 1]
+        )
+    }
+    println!(
+        "{name}, {} runs (min / median / max): wall {}, daemon CPU {}",
+        runs.len(),
+        three(runs.iter().map(|r| r.wall).collect()),
+        three(runs.iter().map(|r| r.cpu.daemon).collect()),
+    );
+}
+
 fn row(name: &str, r: &Run, l: Latency, concurrency: usize, rotations: usize) {
     let bound = (r.masv as f64 * l.masv_ms as f64 + r.vault as f64 * l.vault_ms as f64)
         / 1000.0
@@ -523,6 +549,26 @@ async fn main() {
         o.concurrency,
         0,
     );
+    // More steady sweeps of each kind: one sweep is too short to time alone on
+    // a shared machine. Before each "used" sweep every current key is used, as
+    // the rotations' own checks used them before the first.
+    if o.steady_repeats > 1 {
+        let mut used = vec![steady.clone()];
+        let mut unchanged = vec![again.clone()];
+        for _ in 1..o.steady_repeats {
+            for t in 0..o.teams {
+                for k in w.sim.keys(&team_id(t)) {
+                    if k.state == KeyState::Active && k.description.starts_with("managed by") {
+                        w.sim.touch_key(&k.id);
+                    }
+                }
+            }
+            used.push(once(&bin, &config, &proxy));
+            unchanged.push(once(&bin, &config, &proxy));
+        }
+        spread("steady, every current key used since", &used);
+        spread("steady, nothing changed", &unchanged);
+    }
     // mixed: MASV suspends 10 % of the current keys, which makes them due
     let mut suspended = 0;
     for t in 0..o.teams {
