@@ -170,13 +170,18 @@ pub(super) fn snapshot_rows(
 }
 
 /// Inserts or replaces the snapshot rows built by [`snapshot_rows`], all in one statement.
+///
+/// Each reference to `json_each`'s `value` turns the row back into JSON text,
+/// so the rows are taken out of the array once (the materialized `r`) and each
+/// column read from that.
 pub(super) async fn write_snapshot(
     conn: &mut SqliteConnection,
     rows: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT OR REPLACE INTO key_snapshots (key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) \
-         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8 FROM json_each(?)",
+        "WITH rows(r) AS MATERIALIZED (SELECT value FROM json_each(?)) \
+         INSERT OR REPLACE INTO key_snapshots (key_id, team_id, key_name, description, state, created_at, expiry, last_request_at, seen_at) \
+         SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8 FROM rows",
     )
     .bind(rows)
     .execute(&mut *conn)
