@@ -54,7 +54,7 @@ const _: () = assert!(
 );
 
 /// When the loop next releases freed memory: at the first idle tick
-/// `settle_after` past a sweep's end, once per sweep.
+/// `settle_after` past a sweep's end (or the loop's start), once per sweep.
 #[derive(Debug)]
 struct MemorySettle {
     settle_after: Duration,
@@ -191,9 +191,12 @@ where
         mut lease,
         sweep_at_start,
     } = hooks;
+    // The start-up (connections, the lease's first look) counts as a sweep: a
+    // standby, or an instance waiting for its first tick, gives memory back
+    // once it has settled too.
     let mut settle = MemorySettle {
         settle_after,
-        swept_at: None,
+        swept_at: Some(Instant::now()),
     };
     let schedule_err = |e: tokio_cron_scheduler::JobSchedulerError| DaemonError::Schedule {
         cron: cron.to_string(),

@@ -81,10 +81,10 @@ async fn a_sweep_slower_than_its_interval_never_overlaps() {
     assert_eq!(lists, stats.sweeps);
 }
 
-/// After a sweep has settled, the loop gives freed memory back once, on an
-/// idle tick, and not again until another sweep ran.
-#[tokio::test]
-async fn freed_memory_is_given_back_once_after_each_sweep() {
+/// Runs the loop for 1.5 s with a schedule whose next tick is on 1 January
+/// (so the only sweep is the one at start, if any) and a 100 ms settle; its
+/// stats and the number of idle ticks.
+async fn idle_loop(sweep_at_start: bool) -> (masv_key_rotator::daemon::LoopStats, u64) {
     let w = World::new().await;
     w.seed("ci-build", Duration::days(10), None);
     let shutdown = CancellationToken::new();
@@ -102,9 +102,8 @@ async fn freed_memory_is_given_back_once_after_each_sweep() {
         idle_every: StdDuration::from_millis(20),
         settle_after: StdDuration::from_millis(100),
         lease: None,
-        sweep_at_start: true,
+        sweep_at_start,
     };
-    // Only the start-up sweep: the schedule's next tick is on 1 January.
     let stopper = {
         let s = shutdown.clone();
         tokio::spawn(async move {
@@ -116,8 +115,25 @@ async fn freed_memory_is_given_back_once_after_each_sweep() {
         .await
         .unwrap();
     stopper.await.unwrap();
-    let idle_ticks = idle_ticks.load(std::sync::atomic::Ordering::SeqCst);
+    (stats, idle_ticks.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// After a sweep has settled, the loop gives freed memory back once, on an
+/// idle tick, and not again until another sweep ran.
+#[tokio::test]
+async fn freed_memory_is_given_back_once_after_each_sweep() {
+    let (stats, idle_ticks) = idle_loop(true).await;
     assert_eq!(stats.sweeps, 1, "{stats:?}");
+    assert!(idle_ticks > 10, "the loop idled on {idle_ticks} ticks");
+    assert_eq!(stats.memory_releases, 1, "{stats:?}");
+}
+
+/// An instance that has not swept (a standby, or one waiting for its first
+/// tick) gives memory back once after its start has settled.
+#[tokio::test]
+async fn an_instance_that_never_swept_gives_memory_back_once_after_starting() {
+    let (stats, idle_ticks) = idle_loop(false).await;
+    assert_eq!(stats.sweeps, 0, "{stats:?}");
     assert!(idle_ticks > 10, "the loop idled on {idle_ticks} ticks");
     assert_eq!(stats.memory_releases, 1, "{stats:?}");
 }
