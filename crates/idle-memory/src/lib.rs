@@ -40,8 +40,8 @@ pub fn release_free_memory() -> bool {
 /// maps too are left alone by the kernel. Nothing changes for the program but
 /// speed: a page is read back from the executable when next used.
 ///
-/// Elsewhere than Linux (or on kernels before 5.4, which lack the advice) this
-/// returns 0.
+/// Elsewhere than Linux with glibc, or on kernels before 5.4 (which lack the
+/// advice), this returns 0.
 pub fn page_out_code() -> usize {
     imp::page_out_code()
 }
