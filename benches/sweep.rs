@@ -357,7 +357,16 @@ struct Latency {
     vault_ms: u64,
 }
 
-/// One row; `rotations` the rotations the sweep made (Vault requests per rotation).
+/// The ids of a team's current keys in the simulator: active, and made by the
+/// daemon (its marker opens the description).
+fn current_keys(sim: &Simulator, team: &str) -> Vec<String> {
+    sim.keys(team)
+        .into_iter()
+        .filter(|k| k.state == KeyState::Active && k.description.starts_with("managed by"))
+        .map(|k| k.id)
+        .collect()
+}
+
 /// One line for repeated runs of the same sweep: wall and daemon CPU, as
 /// minimum, median and maximum.
 fn spread(name: &str, runs: &[Run]) {
@@ -378,6 +387,7 @@ fn spread(name: &str, runs: &[Run]) {
     );
 }
 
+/// One row; `rotations` the rotations the sweep made (Vault requests per rotation).
 fn row(name: &str, r: &Run, l: Latency, concurrency: usize, rotations: usize) {
     let bound = (r.masv as f64 * l.masv_ms as f64 + r.vault as f64 * l.vault_ms as f64)
         / 1000.0
@@ -557,10 +567,8 @@ async fn main() {
         let mut unchanged = vec![again.clone()];
         for _ in 1..o.steady_repeats {
             for t in 0..o.teams {
-                for k in w.sim.keys(&team_id(t)) {
-                    if k.state == KeyState::Active && k.description.starts_with("managed by") {
-                        w.sim.touch_key(&k.id);
-                    }
+                for id in current_keys(&w.sim, &team_id(t)) {
+                    w.sim.touch_key(&id);
                 }
             }
             used.push(once(&bin, &config, &proxy));
@@ -572,13 +580,8 @@ async fn main() {
     // mixed: MASV suspends 10 % of the current keys, which makes them due
     let mut suspended = 0;
     for t in 0..o.teams {
-        let keys = w.sim.keys(&team_id(t));
-        for k in keys
-            .iter()
-            .filter(|k| k.state == KeyState::Active && k.description.starts_with("managed by"))
-            .step_by(10)
-        {
-            w.sim.set_key_state(&k.id, KeyState::Suspended);
+        for id in current_keys(&w.sim, &team_id(t)).iter().step_by(10) {
+            w.sim.set_key_state(id, KeyState::Suspended);
             suspended += 1;
         }
     }
