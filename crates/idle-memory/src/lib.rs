@@ -179,21 +179,26 @@ mod tests {
         assert_eq!(pin[0], 2);
     }
 
-    /// Resident kB of this test binary's own unwritable mappings.
+    /// Resident kB of this test binary's own unwritable mappings (the ones
+    /// `page_out_code` advises), as /proc/self/smaps counts them.
     fn resident_code_kb() -> u64 {
-        let exe = std::fs::read_link("/proc/self/exe").unwrap();
-        let exe = exe.to_str().unwrap();
+        let starts: Vec<String> = super::maps::own_read_only_mappings()
+            .iter()
+            .map(|m| format!("{:x}-", m.start))
+            .collect();
+        assert!(!starts.is_empty());
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
         let mut ours = false;
         let mut kb = 0;
         for line in smaps.lines() {
-            let mut fields = line.split_whitespace();
-            let first = fields.next().unwrap_or_default();
-            if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-                let perms = fields.next().unwrap_or_default();
-                ours = line.ends_with(exe) && !perms.contains('w');
-            } else if ours && first == "Rss:" {
-                kb += fields.next().unwrap().parse::<u64>().unwrap();
+            let first = line.split_whitespace().next().unwrap_or_default();
+            if let Some(rss) = line.strip_prefix("Rss:") {
+                if ours {
+                    kb += rss.trim().trim_end_matches(" kB").parse::<u64>().unwrap();
+                }
+            } else if !first.ends_with(':') {
+                // A mapping's header: `start-end perms offset dev inode path`.
+                ours = starts.iter().any(|s| first.starts_with(s.as_str()));
             }
         }
         kb
