@@ -58,21 +58,22 @@ const _: () = assert!(
 #[derive(Debug)]
 struct MemorySettle {
     settle_after: Duration,
-    swept_at: Option<Instant>,
+    /// When the last sweep (or the start) ended, until memory is released after it.
+    busy_until: Option<Instant>,
 }
 
 impl MemorySettle {
     fn sweep_ended(&mut self, at: Instant) {
-        self.swept_at = Some(at);
+        self.busy_until = Some(at);
     }
 
     /// Whether to release now; true at most once after each sweep.
     fn take_due(&mut self, now: Instant) -> bool {
         let due = self
-            .swept_at
+            .busy_until
             .is_some_and(|t| now.saturating_duration_since(t) >= self.settle_after);
         if due {
-            self.swept_at = None;
+            self.busy_until = None;
         }
         due
     }
@@ -196,7 +197,7 @@ where
     // once it has settled too.
     let mut settle = MemorySettle {
         settle_after,
-        swept_at: Some(Instant::now()),
+        busy_until: Some(Instant::now()),
     };
     let schedule_err = |e: tokio_cron_scheduler::JobSchedulerError| DaemonError::Schedule {
         cron: cron.to_string(),
@@ -317,7 +318,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = MemorySettle {
             settle_after: Duration::from_secs(15),
-            swept_at: None,
+            busy_until: None,
         };
         assert!(!s.take_due(t0), "no sweep yet");
         s.sweep_ended(t0);
