@@ -154,7 +154,7 @@ async fn finished_rotations_are_looked_up_in_an_index_that_holds_them() {
     let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {FINISHED_ROTATIONS_BY_ID}"))
         .bind("T1")
         .bind(r#"["R1","R2"]"#)
-        .fetch_all(records.store.pool())
+        .fetch_all(records.store().pool())
         .await
         .unwrap()
         .iter()
